@@ -1,0 +1,3 @@
+"""llmhub: a private ChatGPT-style hub over Ollama and AWS Bedrock."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,217 @@
+"""Settings: CLI flags > LLMHUB_* environment > TOML file > defaults, built once at startup.
+
+`config.example.toml` documents every key; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+Mode = Literal["local", "hybrid", "aws"]
+DEFAULT_OLLAMA_URL = "http://127.0.0.1:11434"
+DEFAULT_CONFIG_FILE = Path("llmhub.toml")
+
+
+def _url_validator(*schemes: str) -> AfterValidator:
+    def check(value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in schemes:
+            raise ValueError(
+                f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}"
+            )
+        if not parts.netloc and not (parts.scheme.startswith("postgres") and parts.query):
+            raise ValueError("URL has no host")
+        try:
+            parts.port  # noqa: B018 - raises on a malformed port
+        except ValueError as exc:
+            raise ValueError(f"malformed URL: {exc}") from None
+        return value.rstrip("/") if parts.scheme.startswith("http") else value
+
+    return AfterValidator(check)
+
+
+HttpUrl = Annotated[str, _url_validator("http", "https")]
+PostgresUrl = Annotated[str, _url_validator("postgresql", "postgres")]
+RedisUrl = Annotated[str, _url_validator("redis", "rediss", "unix")]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OllamaSettings(_Section):
+    url: HttpUrl | None = None
+    connect_timeout: float = Field(5.0, gt=0)
+    read_timeout: float = Field(300.0, gt=0)
+    keep_alive: str | None = None
+
+
+class BedrockSettings(_Section):
+    region: str = "us-east-1"
+    profile: str | None = None
+    endpoint_url: HttpUrl | None = None
+    runtime_endpoint_url: HttpUrl | None = None
+    allowed_models: list[str] = []
+    max_attempts: int = Field(3, ge=1, le=10)
+    connect_timeout: float = Field(5.0, gt=0)
+    read_timeout: float = Field(300.0, gt=0)
+
+
+_toml_values: ContextVar[Mapping[str, Any] | None] = ContextVar("_toml_values", default=None)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LLMHUB_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    mode: Mode = "local"
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    data_dir: Path = Path("~/.local/share/llmhub")
+    database_url: PostgresUrl | None = None
+    db_pool_min: int = Field(1, ge=0)
+    db_pool_max: int = Field(10, ge=1)
+    db_connect_timeout: float = Field(30.0, gt=0)
+    migrate_on_start: bool = True
+    secret_key: SecretStr | None = None
+    redis_url: RedisUrl | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "console", "json"] = "auto"
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    shutdown_timeout: float = Field(30.0, ge=0)
+    catalog_ttl: float = Field(300.0, gt=0)
+    ollama: OllamaSettings = OllamaSettings()
+    bedrock: BedrockSettings = BedrockSettings()
+
+    @model_validator(mode="after")
+    def _check_profile(self) -> Settings:
+        if self.db_pool_min > self.db_pool_max:
+            raise ValueError("db_pool_min: must not exceed db_pool_max")
+        if self.mode == "aws":
+            if self.database_url is None:
+                raise ValueError("database_url: required in aws mode (an external PostgreSQL)")
+            if self.secret_key is None:
+                raise ValueError("secret_key: required in aws mode (shared by all replicas)")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = InitSettingsSource(settings_cls, init_kwargs=dict(_toml_values.get() or {}))
+        return (init_settings, env_settings, toml)
+
+    # Mode profiles: derived, not configured, so a mode always means the same thing.
+    @property
+    def uses_bedrock(self) -> bool:
+        return self.mode in ("hybrid", "aws")
+
+    @property
+    def ollama_url(self) -> str | None:
+        if self.ollama.url is not None:
+            return self.ollama.url
+        return None if self.mode == "aws" else DEFAULT_OLLAMA_URL
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.mode == "aws"
+
+    @property
+    def trust_proxy_headers(self) -> bool:
+        return self.mode == "aws"
+
+    @property
+    def json_logs(self) -> bool:
+        if self.log_format == "auto":
+            return self.mode == "aws" or not _stderr_is_tty()
+        return self.log_format == "json"
+
+    @property
+    def data_path(self) -> Path:
+        return self.data_dir.expanduser()
+
+
+def _stderr_is_tty() -> bool:
+    import sys
+
+    return sys.stderr.isatty()
+
+
+class ConfigError(Exception):
+    """A bad setting: the message is one line naming the key and the problem."""
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: cannot read: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: not valid TOML: {exc}") from None
+
+
+def load_settings(
+    config_file: Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> Settings:
+    """Build the settings, raising `ConfigError` with one readable line on any bad value."""
+    from pydantic import ValidationError
+
+    if config_file is None and DEFAULT_CONFIG_FILE.is_file():
+        config_file = DEFAULT_CONFIG_FILE
+    token = _toml_values.set(read_toml(config_file) if config_file else {})
+    try:
+        return Settings(**{k: v for k, v in (overrides or {}).items() if v is not None})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    finally:
+        _toml_values.reset(token)
+
+
+def _describe(exc: Any) -> str:
+    error = exc.errors(include_url=False, include_input=False)[0]
+    key = ".".join(str(part) for part in error["loc"] if not isinstance(part, int))
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown setting"
+    if not key and ": " in message:
+        key, message = message.split(": ", 1)
+    return f"{key or 'config'}: {message}"
+
+
+def load_or_create_secret_key(settings: Settings) -> str:
+    """The configured key, else one made once and kept in data_dir (sessions survive restarts)."""
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value()
+    path = settings.data_path / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key)
+    return key

@@ -1,0 +1,88 @@
+"""App errors, and the one place where every `LLMHubError` becomes an HTTP response."""
+
+from __future__ import annotations
+
+import structlog
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from providers.errors import LLMHubError, RateLimited
+
+log = structlog.get_logger("llmhub.errors")
+
+
+class BadRequest(LLMHubError):
+    status = 400
+    type = "invalid_request_error"
+    code = "bad_request"
+
+
+class Unauthorized(LLMHubError):
+    status = 401
+    type = "authentication_error"
+    code = "unauthorized"
+
+
+class Forbidden(LLMHubError):
+    status = 403
+    type = "permission_error"
+    code = "forbidden"
+
+
+class NotFound(LLMHubError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class Conflict(LLMHubError):
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
+
+
+class PayloadTooLarge(LLMHubError):
+    status = 413
+    type = "invalid_request_error"
+    code = "payload_too_large"
+
+
+def error_body(message: str, type_: str, code: str) -> dict[str, dict[str, str]]:
+    return {"error": {"message": message, "type": type_, "code": code}}
+
+
+def error_response(exc: LLMHubError) -> JSONResponse:
+    headers = {}
+    if isinstance(exc, RateLimited) and exc.retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    return JSONResponse(error_body(exc.message, exc.type, exc.code), exc.status, headers=headers)
+
+
+async def handle_llmhub_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, LLMHubError)
+    return error_response(exc)
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    type_ = "invalid_request_error" if exc.status_code < 500 else "server_error"
+    return JSONResponse(
+        error_body(str(exc.detail), type_, code), exc.status_code, headers=exc.headers
+    )
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error", path=request.url.path)
+    return JSONResponse(error_body("internal server error", "server_error", "internal_error"), 500)
+
+
+EXCEPTION_HANDLERS = {
+    LLMHubError: handle_llmhub_error,
+    HTTPException: handle_http_exception,
+    Exception: handle_unexpected,
+}

@@ -1,0 +1,1 @@
+"""Model providers: one interface (`Provider`) over Ollama and AWS Bedrock."""

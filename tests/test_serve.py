@@ -1,0 +1,159 @@
+"""`llmhub serve` as a real subprocess, on the embedded and on an external PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+from llmhub.db import EmbeddedPostgres
+from tests.serve import serve
+
+# An Ollama that is certainly not there: readiness must not depend on it.
+NO_OLLAMA = {"LLMHUB_OLLAMA__URL": "http://127.0.0.1:9"}
+
+
+async def get(url: str, **kwargs: object) -> tuple[int, dict[str, object], aiohttp.ClientResponse]:
+    async with aiohttp.ClientSession() as http, http.get(url, **kwargs) as response:  # type: ignore[arg-type]
+        return response.status, await response.json(), response
+
+
+async def wait_for_ready_status(url: str, wanted: int, timeout: float = 30) -> dict[str, object]:
+    """Poll /health/ready until it answers `wanted` (a condition, not a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, body, _ = await get(f"{url}/health/ready")
+        if status == wanted:
+            return body
+        assert time.monotonic() < deadline, f"ready stayed {status}: {body}"
+        await asyncio.sleep(0.1)
+
+
+async def test_embedded_database_serves_and_stops_cleanly(data_dir: Path) -> None:
+    async with serve("--data-dir", str(data_dir), env=NO_OLLAMA) as server:
+        status, body, response = await get(f"{server.url}/health")
+        assert (status, body) == (200, {"status": "ok"})
+        assert response.headers["x-request-id"]
+
+        status, body, _ = await get(f"{server.url}/health/ready")
+        assert status == 200
+        assert body["database"] == {"ok": True, "detail": None}
+        assert body["mode"] == "local"
+        assert body["status"] == "degraded"  # Ollama is down, the hub is still ready
+        assert body["providers"]["ollama"]["ok"] is False  # type: ignore[index]
+
+        assert await server.stop() == 0
+    # The embedded server was stopped with us, and its data stays for the next start.
+    pgdata = data_dir / "postgres"
+    assert (pgdata / "PG_VERSION").exists()
+    assert not (pgdata / "postmaster.pid").exists()
+    assert (data_dir / "secret_key").exists()
+    assert "migration applied" in server.stderr
+
+    async with serve("--data-dir", str(data_dir), env=NO_OLLAMA) as again:
+        await wait_for_ready_status(again.url, 200)
+        assert await again.stop() == 0
+    assert "applying migration" not in again.stderr  # reused, not re-created
+
+
+async def test_external_database_via_database_url(database_url: str, data_dir: Path) -> None:
+    async with serve(
+        "--database-url", database_url, "--data-dir", str(data_dir), env=NO_OLLAMA
+    ) as server:
+        body = await wait_for_ready_status(server.url, 200)
+        assert body["database"]["ok"] is True  # type: ignore[index]
+        assert await server.stop() == 0
+    assert not (data_dir / "postgres").exists()  # no embedded server was started
+
+
+async def test_ready_follows_the_database_down_and_back(tmp_path: Path) -> None:
+    external = EmbeddedPostgres(tmp_path / "external-pg")  # a server we may stop at will
+    url = await asyncio.to_thread(external.start)
+    try:
+        async with serve(
+            "--database-url", url, "--data-dir", str(tmp_path / "d"), env=NO_OLLAMA
+        ) as server:
+            await wait_for_ready_status(server.url, 200)
+            await asyncio.to_thread(external.stop)
+            body = await wait_for_ready_status(server.url, 503)
+            assert body["status"] == "unavailable" and body["database"]["ok"] is False  # type: ignore[index]
+            status, live, _ = await get(f"{server.url}/health")
+            assert (status, live) == (200, {"status": "ok"})  # liveness does no I/O
+
+            restarted = await asyncio.to_thread(external.start)
+            assert restarted == url
+            await wait_for_ready_status(server.url, 200)
+            assert await server.stop() == 0
+    finally:
+        await asyncio.to_thread(external.stop)
+
+
+async def test_unreachable_database_exits_with_a_clear_message(data_dir: Path) -> None:
+    dead = "postgresql://llmhub:hunter2-password@127.0.0.1:9/llmhub"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "llmhub",
+        "serve",
+        "--port",
+        "0",
+        "--database-url",
+        dead,
+        "--data-dir",
+        str(data_dir),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "LLMHUB_DB_CONNECT_TIMEOUT": "1", **NO_OLLAMA},
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    text = err.decode()
+    assert proc.returncode == 1, text
+    last = text.strip().splitlines()[-1]
+    assert last.startswith("llmhub: cannot connect to PostgreSQL at 127.0.0.1:9/llmhub")
+    assert "gave up after 1s" in last
+    assert "hunter2-password" not in text and "Traceback" not in text
+
+
+async def test_access_log_and_request_ids_without_secrets(database_url: str, data_dir: Path):
+    # Trust auth ignores the password, so a secret can ride along to prove it is never logged.
+    secret_url = database_url.replace("postgres@", "postgres:hunter2-db-password@")
+    async with serve(
+        "--database-url",
+        secret_url,
+        "--data-dir",
+        str(data_dir),
+        env={
+            **NO_OLLAMA,
+            "LLMHUB_SECRET_KEY": "signing-key-that-must-not-leak",
+            "LLMHUB_LOG_LEVEL": "debug",
+        },
+    ) as server:
+        _, _, response = await get(
+            f"{server.url}/health",
+            headers={
+                "X-Request-ID": "trace-abc-123",
+                "Authorization": "Bearer lh_supersecretkey123",
+            },
+        )
+        assert response.headers["x-request-id"] == "trace-abc-123"
+        _, _, response = await get(f"{server.url}/health", headers={"X-Request-ID": "bad id with spaces"})
+        generated = response.headers["x-request-id"]
+        assert generated != "bad id with spaces" and len(generated) == 32
+        await get(f"{server.url}/api/nope")
+        assert await server.stop() == 0
+
+    logs = server.stderr
+    for secret in ("hunter2-db-password", "signing-key-that-must-not-leak", "lh_supersecretkey123"):
+        assert secret not in logs
+    access = [json.loads(line) for line in server.stderr_lines if '"event": "request"' in line]
+    by_id = {line["request_id"]: line for line in access}
+    first = by_id["trace-abc-123"]
+    assert (first["method"], first["path"], first["status"]) == ("GET", "/health", 200)
+    assert isinstance(first["duration_ms"], float) and first["level"] == "info"
+    assert by_id[generated]["path"] == "/health"
+    assert any(line["path"] == "/api/nope" and line["status"] == 404 for line in access)
