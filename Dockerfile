@@ -2,7 +2,7 @@
 
 FROM node:20-bookworm-slim AS ui
 WORKDIR /src/ui
-COPY ui/package.json ui/package-lock.json ./
+COPY ui/package.json ui/package-lock.json ui/.npmrc ./
 RUN npm ci --no-audit --no-fund
 COPY ui/ ./
 # vite writes the build to ../static, i.e. /src/static
