@@ -1,0 +1,1 @@
+"""Fake upstream servers that speak the real wire formats, for tests and benchmarks."""
