@@ -13,12 +13,13 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount
 
 from . import db
+from .catalog import Catalog
 from .config import Settings, load_or_create_secret_key
 from .errors import EXCEPTION_HANDLERS
 from .middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
 from .migrations import migrate
 from .observability import AccessLogMiddleware
-from .routes import health
+from .routes import admin, api_auth, api_keys, health, models, openai
 from .static import SpaStaticFiles
 
 log = structlog.get_logger("llmhub")
@@ -29,18 +30,29 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             await _open_database(app, settings, stack)
-            app.state.secret_key = load_or_create_secret_key(settings)
+            _set_up_auth(app, settings)
+            stack.push_async_callback(_cancel, _start_sweeper(app.state.pool))
             from providers.registry import build_registry
 
             registry = build_registry(settings)
             stack.push_async_callback(registry.aclose)
-            registry.start()
             app.state.registry = registry
+            app.state.catalog = Catalog(app.state.pool, registry)
+            registry.on_models = app.state.catalog.record_seen
+            registry.start()
             log.info("ready", mode=settings.mode, providers=sorted(registry.providers))
             yield
 
     app = Starlette(
-        routes=[*health.routes, Mount("/", SpaStaticFiles())],
+        routes=[
+            *health.routes,
+            *api_auth.routes,
+            *api_keys.routes,
+            *admin.routes,
+            *models.routes,
+            *openai.routes,
+            Mount("/", SpaStaticFiles()),
+        ],
         middleware=[
             Middleware(AccessLogMiddleware),
             Middleware(SecurityHeadersMiddleware),
@@ -71,6 +83,41 @@ async def _open_database(app: Starlette, settings: Settings, stack: Any) -> None
     if settings.migrate_on_start:
         async with pool.acquire() as conn:
             await migrate(conn, progress=_log_migration)
+
+
+def _set_up_auth(app: Starlette, settings: Settings) -> None:
+    from .auth.identity import Authenticator
+    from .auth.limits import DefaultLimits, LoginThrottle, ModelCallLimiter, make_storage
+
+    pool = app.state.pool
+    storage = make_storage(settings.redis_url)
+    app.state.auth = Authenticator(
+        pool, load_or_create_secret_key(settings), settings.session_idle_timeout
+    )
+    app.state.limiter = ModelCallLimiter(storage)
+    app.state.login_throttle = LoginThrottle(storage, settings.login_failures_before_backoff)
+    app.state.default_limits = DefaultLimits(pool, settings.limits.model_dump())
+
+
+def _start_sweeper(pool: Any) -> asyncio.Task[None]:
+    """Expired sessions are refused on read; this only keeps the table small."""
+    from .repo.accounts import delete_expired_sessions
+
+    async def sweep() -> None:
+        while True:
+            try:
+                await delete_expired_sessions(pool)
+            except Exception as exc:  # a failed sweep is retried next hour
+                log.warning("session sweep failed", error=str(exc))
+            await asyncio.sleep(3600)
+
+    return asyncio.create_task(sweep(), name="session-sweeper")
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def _log_migration(name: str, phase: str, ms: float | None) -> None:

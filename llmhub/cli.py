@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import getpass
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +46,55 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="apply pending database migrations")
     _add_config_flags(migrate)
     migrate.add_argument("--status", action="store_true", help="list migrations, apply nothing")
+
+    users = commands.add_parser("users", help="manage user accounts")
+    _add_config_flags(users)
+    users_do = users.add_subparsers(dest="action", required=True)
+    create = users_do.add_parser("create", help="create a user (the first one is admin)")
+    create.add_argument("email")
+    create.add_argument("--admin", action="store_true")
+    create.add_argument("--name", default="", help="display name")
+    create.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin"
+    )
+    users_do.add_parser("list", help="list users")
+    set_role = users_do.add_parser("set-role", help="change a user's role (ends their sessions)")
+    set_role.add_argument("email")
+    set_role.add_argument("role", choices=["admin", "user", "pending"])
+    reset = users_do.add_parser("reset-password", help="set a new password (ends all sessions)")
+    reset.add_argument("email")
+    reset.add_argument("--password-stdin", action="store_true")
+
+    keys = commands.add_parser("keys", help="manage API keys")
+    _add_config_flags(keys)
+    keys_do = keys.add_subparsers(dest="action", required=True)
+    key_create = keys_do.add_parser("create", help="create a key; prints only the key")
+    key_create.add_argument("--user", required=True, metavar="EMAIL")
+    key_create.add_argument("--name", default="")
+    key_create.add_argument("--expires-days", type=float, help="expire after this many days")
+    key_create.add_argument("--models", help="comma-separated model allow-list")
+    key_list = keys_do.add_parser("list", help="list a user's keys")
+    key_list.add_argument("--user", required=True, metavar="EMAIL")
+    key_revoke = keys_do.add_parser("revoke", help="revoke a key by id")
+    key_revoke.add_argument("--user", required=True, metavar="EMAIL")
+    key_revoke.add_argument("key_id")
     return parser
 
 
-_NOT_SETTINGS = {"command", "config", "status"}
+_SETTINGS_FLAGS = {
+    "mode",
+    "data_dir",
+    "database_url",
+    "log_level",
+    "log_format",
+    "host",
+    "port",
+    "migrate_on_start",
+}
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    overrides = {k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS}
+    overrides = {k: v for k, v in vars(args).items() if k in _SETTINGS_FLAGS}
     return load_settings(args.config, overrides)
 
 
@@ -65,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .observability import configure_logging
 
     configure_logging(settings.log_level, settings.json_logs)
-    handler = {"serve": _serve, "migrate": _migrate}[args.command]
+    handler = {"serve": _serve, "migrate": _migrate, "users": _admin, "keys": _admin}[args.command]
     return handler(settings, args)
 
 
@@ -145,8 +188,10 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_FAILURE
 
 
-async def _run_migrate(settings: Settings, *, status_only: bool) -> int:
-    from . import db, migrations
+@contextlib.asynccontextmanager
+async def _database(settings: Settings) -> AsyncIterator[Any]:
+    """A small pool on the configured database (starting the embedded one when needed)."""
+    from . import db
 
     embedded = None
     url = settings.database_url
@@ -155,26 +200,32 @@ async def _run_migrate(settings: Settings, *, status_only: bool) -> int:
         url = await asyncio.to_thread(embedded.start)
     try:
         pool = await db.create_pool(
-            url, min_size=1, max_size=1, connect_timeout=settings.db_connect_timeout
+            url, min_size=1, max_size=2, connect_timeout=settings.db_connect_timeout
         )
-        async with pool, pool.acquire() as conn:
-            if status_only:
-                for item in await migrations.status(conn):
-                    state = (
-                        "pending"
-                        if item.applied_at is None
-                        else f"applied {item.applied_at:%Y-%m-%d %H:%M:%S%z}"
-                    )
-                    print(
-                        f"{item.name:40} {state}{'  EDITED AFTER APPLYING' if item.edited else ''}"
-                    )
-                return 0
-            applied = await migrations.migrate(conn, progress=_print_progress)
-            print(f"{len(applied)} migration(s) applied" if applied else "database is up to date")
-            return 0
+        async with pool:
+            yield pool
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+async def _run_migrate(settings: Settings, *, status_only: bool) -> int:
+    from . import migrations
+
+    async with _database(settings) as pool, pool.acquire() as conn:
+        if status_only:
+            for item in await migrations.status(conn):
+                state = (
+                    "pending"
+                    if item.applied_at is None
+                    else f"applied {item.applied_at:%Y-%m-%d %H:%M:%S%z}"
+                )
+                edited = "  EDITED AFTER APPLYING" if item.edited else ""
+                print(f"{item.name:40} {state}{edited}")
+            return 0
+        applied = await migrations.migrate(conn, progress=_print_progress)
+        print(f"{len(applied)} migration(s) applied" if applied else "database is up to date")
+        return 0
 
 
 def _print_progress(name: str, phase: str, ms: float | None) -> None:
@@ -182,3 +233,101 @@ def _print_progress(name: str, phase: str, ms: float | None) -> None:
         print(f"applying {name} ...", end="", flush=True)
     else:
         print(f" done ({ms:.0f} ms)", flush=True)
+
+
+# -- users and keys ------------------------------------------------------------------------------
+
+
+def _admin(settings: Settings, args: argparse.Namespace) -> int:
+    from providers.errors import LLMHubError
+
+    from .db import DatabaseUnavailable
+    from .migrations import MigrationError
+
+    password = None
+    if getattr(args, "password_stdin", None) is not None and args.action in (
+        "create",
+        "reset-password",
+    ):
+        password = _read_password(args.password_stdin)
+    try:
+        return asyncio.run(_run_admin(settings, args, password))
+    except (DatabaseUnavailable, MigrationError, LLMHubError) as exc:
+        print(f"llmhub: {getattr(exc, 'message', exc)}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat password: ") != first:
+        print("llmhub: passwords do not match", file=sys.stderr)
+        raise SystemExit(EXIT_FAILURE)
+    return first
+
+
+async def _run_admin(settings: Settings, args: argparse.Namespace, password: str | None) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from . import accounts, migrations
+    from .repo import accounts as repo
+
+    async with _database(settings) as pool:
+        async with pool.acquire() as conn:
+            await migrations.migrate(conn, progress=_print_progress_stderr)
+        command = (args.command, args.action)
+        if command == ("users", "create"):
+            assert password is not None
+            user = await accounts.create_user(
+                pool,
+                args.email,
+                password,
+                display_name=args.name,
+                role="admin" if args.admin else "user",
+            )
+            print(f"created {user.email} ({user.role}) {user.id}")
+        elif command == ("users", "list"):
+            for user in await repo.list_users(pool):
+                flags = " disabled" if user.disabled else ""
+                print(f"{user.id}  {user.role:8} {user.email}{flags}")
+        elif command == ("users", "set-role"):
+            user = await accounts.find_user(pool, args.email)
+            user = await accounts.update_user(pool, user.id, role=args.role)
+            print(f"{user.email} is now {user.role}")
+        elif command == ("users", "reset-password"):
+            assert password is not None
+            user = await accounts.find_user(pool, args.email)
+            await accounts.set_password(pool, user.id, password)
+            print(f"password reset for {user.email}; their sessions were ended")
+        elif command == ("keys", "create"):
+            user = await accounts.find_user(pool, args.user)
+            expires = (
+                datetime.now(UTC) + timedelta(days=args.expires_days) if args.expires_days else None
+            )
+            models = (
+                [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+            )
+            key, _ = await accounts.create_api_key(
+                pool, user.id, name=args.name, expires_at=expires, allowed_models=models
+            )
+            print(key)  # alone on stdout, so `KEY=$(llmhub keys create ...)` captures it
+        elif command == ("keys", "list"):
+            user = await accounts.find_user(pool, args.user)
+            for k in await repo.list_api_keys(pool, user.id):
+                state = "revoked" if k.revoked_at else "active"
+                print(f"{k.id}  {k.prefix}...  {state:8} {k.name}")
+        elif command == ("keys", "revoke"):
+            from uuid import UUID
+
+            user = await accounts.find_user(pool, args.user)
+            if await repo.revoke_api_key(pool, user.id, UUID(args.key_id)) is None:
+                print("llmhub: no such key for that user", file=sys.stderr)
+                return EXIT_FAILURE
+            print(f"revoked {args.key_id}")
+    return 0
+
+
+def _print_progress_stderr(name: str, phase: str, ms: float | None) -> None:
+    if phase == "applied":
+        print(f"applied migration {name} ({ms:.0f} ms)", file=sys.stderr)

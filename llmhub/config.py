@@ -72,6 +72,14 @@ class BedrockSettings(_Section):
     read_timeout: float = Field(300.0, gt=0)
 
 
+class LimitSettings(_Section):
+    """Defaults for every user; admins override them per user or key. 0 means unlimited."""
+
+    requests_per_minute: int = Field(60, ge=0)
+    tokens_per_minute: int = Field(0, ge=0)
+    tokens_per_day: int = Field(0, ge=0)
+
+
 _toml_values: ContextVar[Mapping[str, Any] | None] = ContextVar("_toml_values", default=None)
 
 
@@ -96,6 +104,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     shutdown_timeout: float = Field(30.0, ge=0)
     catalog_ttl: float = Field(300.0, gt=0)
+    signup_policy: Literal["open", "approval", "closed"] = "open"
+    session_idle_timeout: float = Field(7 * 86400, gt=0)
+    session_max_age: float = Field(30 * 86400, gt=0)
+    login_failures_before_backoff: int = Field(5, ge=1)
+    limits: LimitSettings = LimitSettings()
     ollama: OllamaSettings = OllamaSettings()
     bedrock: BedrockSettings = BedrockSettings()
 

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import difflib
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
 import structlog
@@ -38,6 +38,8 @@ class Registry:
         self._refreshed_at: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._first_refresh = asyncio.Event()
+        # Called with each provider's fresh model list (the app records them in its catalog).
+        self.on_models: Callable[[str, list[ModelInfo]], Awaitable[None]] | None = None
 
     # -- catalog -----------------------------------------------------------------------------
 
@@ -61,6 +63,12 @@ class Registry:
         self._models[name] = {m.id: m for m in models}
         latency = round((time.perf_counter() - started) * 1000, 1)
         self._health[name] = ProviderHealth(ok=True, latency_ms=latency)
+        if self.on_models is not None:
+            await self.on_models(name, models)
+
+    async def refresh_provider(self, name: str) -> None:
+        """Refresh one provider now (after a pull or delete), without waiting for the TTL."""
+        await self._refresh_one(name, self.providers[name])
 
     def start(self) -> None:
         """Refresh now and then every `ttl` seconds, in the background."""

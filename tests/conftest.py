@@ -8,7 +8,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from llmhub.config import Settings, load_settings
 from llmhub.migrations import migrate
+from tests.hub import Hub, running_hub
 from tests.pg import admin_url_from_env, reachable, throwaway_database
 
 # Tests never touch the developer's real data dir or config file.
@@ -41,15 +43,43 @@ async def empty_database_url(pg_admin_url: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="session")
-async def database_url(pg_admin_url: str) -> AsyncIterator[str]:
-    """One migrated database for this test session (per xdist worker)."""
-    async with throwaway_database(pg_admin_url) as url:
+async def migrated_template(pg_admin_url: str) -> AsyncIterator[str]:
+    """A migrated database to clone from; never used directly (per xdist worker)."""
+    async with throwaway_database(pg_admin_url, prefix="llmhub_template") as url:
         conn = await asyncpg.connect(url)
         try:
             await migrate(conn)
         finally:
             await conn.close()
         yield url
+
+
+@pytest.fixture
+async def database_url(pg_admin_url: str, migrated_template: str) -> AsyncIterator[str]:
+    """A fresh, migrated database of the test's own (a cheap copy of the template)."""
+    template = migrated_template.rsplit("/", 1)[1].split("?", 1)[0]
+    async with throwaway_database(pg_admin_url, template=template) as url:
+        yield url
+
+
+@pytest.fixture
+def settings(database_url: str, data_dir: Path) -> Settings:
+    """Settings for an in-process hub: its own database, no Ollama reachable."""
+    return load_settings(
+        overrides={
+            "database_url": database_url,
+            "data_dir": data_dir,
+            "secret_key": "test-secret-key-" + "x" * 32,
+            "migrate_on_start": False,
+            "ollama": {"url": "http://127.0.0.1:9"},
+        }
+    )
+
+
+@pytest.fixture
+async def hub(settings: Settings) -> AsyncIterator[Hub]:
+    async with running_hub(settings) as running:
+        yield running
 
 
 @pytest.fixture

@@ -32,11 +32,14 @@ def admin_url_from_env() -> str:
 
 
 @contextlib.asynccontextmanager
-async def throwaway_database(admin_url: str, prefix: str = "llmhub_test") -> AsyncIterator[str]:
+async def throwaway_database(
+    admin_url: str, prefix: str = "llmhub_test", template: str | None = None
+) -> AsyncIterator[str]:
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(admin_url)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        clone = f' TEMPLATE "{template}"' if template else ""
+        await admin.execute(f'CREATE DATABASE "{name}"{clone}')
         yield with_database(admin_url, name)
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -13,6 +13,7 @@ from llmhub.cli import EXIT_CONFIG, main
 from llmhub.config import (
     BedrockSettings,
     ConfigError,
+    LimitSettings,
     OllamaSettings,
     Settings,
     load_or_create_secret_key,
@@ -146,7 +147,7 @@ def test_example_config_documents_every_key_and_loads() -> None:
     text = example.read_text()
     settings = load_settings(example)
     assert settings == load_settings(overrides={})  # the values shown are the defaults
-    sections = {"ollama": OllamaSettings, "bedrock": BedrockSettings}
+    sections = {"ollama": OllamaSettings, "bedrock": BedrockSettings, "limits": LimitSettings}
     for name in Settings.model_fields:
         if name not in sections:
             assert re.search(rf"^#? ?{name} = ", text, re.M), f"{name} is not documented"

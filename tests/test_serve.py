@@ -141,7 +141,9 @@ async def test_access_log_and_request_ids_without_secrets(database_url: str, dat
             },
         )
         assert response.headers["x-request-id"] == "trace-abc-123"
-        _, _, response = await get(f"{server.url}/health", headers={"X-Request-ID": "bad id with spaces"})
+        _, _, response = await get(
+            f"{server.url}/health", headers={"X-Request-ID": "bad id with spaces"}
+        )
         generated = response.headers["x-request-id"]
         assert generated != "bad id with spaces" and len(generated) == 32
         await get(f"{server.url}/api/nope")

@@ -1,0 +1,1 @@
+"""Who is asking: passwords, sessions, API keys, CSRF, roles and limits."""

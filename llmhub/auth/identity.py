@@ -1,0 +1,149 @@
+"""Turning a request into a `Principal`: a signed session cookie or a Bearer API key."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+from uuid import UUID
+
+import asyncpg
+from itsdangerous import BadSignature, Signer
+from starlette.requests import Request
+
+from ..errors import Forbidden, Unauthorized
+from ..repo import accounts as repo
+from ..repo.accounts import ApiKey, SessionRow, User
+from . import tokens
+
+SESSION_COOKIE = "llmhub_session"
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Sessions are re-read at least this often, so logout and revocation on another replica take
+# effect within it; on this replica they take effect at once (the cache entry is dropped).
+SESSION_CACHE_SECONDS = 1.0
+_TOUCH_EVERY = timedelta(seconds=60)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    user: User
+    session_id: str | None = None
+    api_key: ApiKey | None = None
+
+
+class Authenticator:
+    def __init__(self, pool: asyncpg.Pool, secret_key: str, idle_timeout: float) -> None:
+        self.pool = pool
+        self.secret_key = secret_key
+        self.idle_timeout = idle_timeout
+        self._signer = Signer(secret_key, salt="llmhub.session")
+        self._sessions: dict[bytes, tuple[float, SessionRow]] = {}
+
+    # -- cookies ---------------------------------------------------------------------------------
+
+    def cookie_value(self, session_id: str) -> str:
+        return self._signer.sign(session_id).decode()
+
+    def session_id_from(self, request: Request) -> str | None:
+        value = request.cookies.get(SESSION_COOKIE)
+        if not value:
+            return None
+        try:
+            return self._signer.unsign(value).decode()
+        except BadSignature:
+            return None
+
+    def csrf_token(self, session_id: str) -> str:
+        return tokens.csrf_token(self.secret_key, session_id)
+
+    # -- authentication --------------------------------------------------------------------------
+
+    async def authenticate(self, request: Request) -> Principal | None:
+        authorization = request.headers.get("authorization")
+        if authorization is not None:
+            return await self._from_api_key(authorization)
+        session_id = self.session_id_from(request)
+        if session_id is None:
+            return None
+        session = await self._session(tokens.digest(session_id))
+        return Principal(session.user, session_id=session_id) if session else None
+
+    async def _from_api_key(self, authorization: str) -> Principal:
+        scheme, _, key = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not key.startswith(tokens.API_KEY_PREFIX):
+            raise Unauthorized("expected 'Authorization: Bearer lh_...'", code="invalid_api_key")
+        found = await repo.api_key_by_hash(self.pool, tokens.digest(key.strip()))
+        if found is None:
+            raise Unauthorized("API key is invalid, expired or revoked", code="invalid_api_key")
+        api_key, user = found
+        await repo.touch_api_key(self.pool, api_key.id)
+        return Principal(user, api_key=api_key)
+
+    async def _session(self, id_hash: bytes) -> SessionRow | None:
+        now = time.monotonic()
+        cached = self._sessions.get(id_hash)
+        if cached and cached[0] > now:
+            return cached[1]
+        session = await repo.session_by_hash(self.pool, id_hash, self.idle_timeout)
+        if session is None:
+            self._sessions.pop(id_hash, None)
+            return None
+        if datetime.now(UTC) - session.last_seen_at > _TOUCH_EVERY:
+            await repo.touch_session(self.pool, id_hash)
+        if len(self._sessions) > 10_000:
+            self._sessions.clear()
+        self._sessions[id_hash] = (now + SESSION_CACHE_SECONDS, session)
+        return session
+
+    def forget_session(self, session_id: str) -> None:
+        self._sessions.pop(tokens.digest(session_id), None)
+
+    def forget_user(self, user_id: UUID) -> None:
+        for id_hash, (_, session) in list(self._sessions.items()):
+            if session.user.id == user_id:
+                del self._sessions[id_hash]
+
+    # -- authorisation ---------------------------------------------------------------------------
+
+    async def require(self, request: Request, *, admin: bool = False) -> Principal:
+        principal = await self.authenticate(request)
+        if principal is None:
+            raise Unauthorized("sign in or send an API key")
+        user = principal.user
+        if user.disabled:
+            raise Forbidden("this account is disabled", code="account_disabled")
+        if user.role == "pending":
+            raise Forbidden(
+                "this account is waiting for an admin's approval", code="account_pending"
+            )
+        if principal.session_id is not None and request.method not in SAFE_METHODS:
+            self.check_csrf(request, principal.session_id)
+        if admin and not user.is_admin:
+            raise Forbidden("admins only", code="admin_required")
+        return principal
+
+    def check_csrf(self, request: Request, session_id: str) -> None:
+        check_same_origin(request)
+        given = request.headers.get(CSRF_HEADER, "")
+        if not tokens.tokens_match(given, self.csrf_token(session_id)):
+            raise Forbidden("missing or invalid X-CSRF-Token header", code="csrf_failed")
+
+
+def check_same_origin(request: Request) -> None:
+    """A browser's Origin (or Referer) must name this site when it sends one."""
+    source = request.headers.get("origin") or request.headers.get("referer")
+    if not source:
+        return
+    parts = urlsplit(source)
+    ours = request.url
+    default_port = {"http": 80, "https": 443}
+    same = (
+        parts.scheme == ours.scheme
+        and parts.hostname == ours.hostname
+        and (parts.port or default_port.get(parts.scheme))
+        == (ours.port or default_port.get(ours.scheme))
+    )
+    if not same:
+        raise Forbidden("cross-origin request refused", code="csrf_failed")

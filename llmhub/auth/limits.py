@@ -1,0 +1,164 @@
+"""Request rate limits, token quotas and login back-off.
+
+Counters live in memory, or in Redis when `redis_url` is set so every replica enforces one
+limit. The `limits` library provides both storages and the moving-window request limiter;
+token quotas are fixed windows we increment by the tokens a call used, after the call.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from limits import RateLimitItemPerMinute
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import MovingWindowRateLimiter
+
+from providers.errors import RateLimited
+
+from .identity import Principal
+
+LIMIT_NAMES = ("requests_per_minute", "tokens_per_minute", "tokens_per_day")
+_WINDOWS = {"tokens_per_minute": 60, "tokens_per_day": 86400}
+
+
+def make_storage(redis_url: str | None) -> Storage:
+    if redis_url is None:
+        return MemoryStorage()
+    return RedisStorage(redis_url, implementation="redispy", key_prefix="llmhub")
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """Who a counter belongs to ("user:<id>", "key:<id>") and the limits that apply to it."""
+
+    name: str
+    limits: dict[str, int]
+
+
+def buckets_for(principal: Principal, defaults: dict[str, int]) -> list[Bucket]:
+    user_limits = {**defaults, **principal.user.limits}
+    buckets = [Bucket(f"user:{principal.user.id}", user_limits)]
+    key = principal.api_key
+    if key is not None and key.limits:
+        buckets.append(Bucket(f"key:{key.id}", {**user_limits, **key.limits}))
+    return buckets
+
+
+class ModelCallLimiter:
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self._moving = MovingWindowRateLimiter(storage)
+
+    async def admit(self, buckets: list[Bucket]) -> None:
+        """Before a model call: raise `RateLimited` if any bucket is over a limit."""
+        for bucket in buckets:
+            for name, window in _WINDOWS.items():
+                limit = bucket.limits.get(name, 0)
+                if limit and await self.storage.get(_token_key(bucket, name)) >= limit:
+                    raise RateLimited(
+                        f"{name.replace('_', ' ')} quota of {limit} reached",
+                        retry_after=_seconds_left(window),
+                        code=f"quota_{name}",
+                    )
+        for bucket in buckets:
+            rpm = bucket.limits.get("requests_per_minute", 0)
+            if not rpm:
+                continue
+            item = RateLimitItemPerMinute(rpm)
+            if not await self._moving.hit(item, bucket.name):
+                stats = await self._moving.get_window_stats(item, bucket.name)
+                raise RateLimited(
+                    f"rate limit of {rpm} requests per minute reached",
+                    retry_after=max(1.0, stats.reset_time - time.time()),
+                    code="rate_limit_requests",
+                )
+
+    async def record_tokens(self, buckets: list[Bucket], tokens: int) -> None:
+        if tokens <= 0:
+            return
+        for bucket in buckets:
+            for name, window in _WINDOWS.items():
+                if bucket.limits.get(name, 0):
+                    await self.storage.incr(
+                        _token_key(bucket, name), _seconds_left(window), amount=tokens
+                    )
+
+
+def _window_start(window: int) -> int:
+    return int(time.time()) // window * window
+
+
+def _seconds_left(window: int) -> int:
+    return max(1, window - (int(time.time()) - _window_start(window)))
+
+
+def _token_key(bucket: Bucket, name: str) -> str:
+    return f"tokens:{bucket.name}:{name}:{_window_start(_WINDOWS[name])}"
+
+
+class LoginThrottle:
+    """Exponential back-off per account and per client address after repeated failures."""
+
+    MAX_BACKOFF = 900  # seconds
+    FORGET_AFTER = 3600  # failures older than this no longer count
+
+    def __init__(self, storage: Storage, free_failures: int) -> None:
+        self.storage = storage
+        self.free_failures = free_failures
+
+    @staticmethod
+    def _keys(email: str, ip: str | None) -> list[str]:
+        return [f"login:account:{email.lower()}", *([f"login:ip:{ip}"] if ip else [])]
+
+    async def check(self, email: str, ip: str | None) -> None:
+        for key in self._keys(email, ip):
+            if await self.storage.get(key + ":locked"):
+                wait = await self.storage.get_expiry(key + ":locked") - time.time()
+                raise RateLimited(
+                    "too many failed sign-in attempts; try again later",
+                    retry_after=max(1.0, math.ceil(wait)),
+                    code="login_throttled",
+                )
+
+    async def failed(self, email: str, ip: str | None) -> None:
+        for key in self._keys(email, ip):
+            failures = await self.storage.incr(key, self.FORGET_AFTER)
+            if failures >= self.free_failures:
+                backoff = min(self.MAX_BACKOFF, 2 ** (failures - self.free_failures))
+                await self.storage.clear(key + ":locked")
+                await self.storage.incr(key + ":locked", backoff)
+
+    async def succeeded(self, email: str, ip: str | None) -> None:
+        await self.storage.clear(self._keys(email, None)[0])
+
+
+def describe(limits: dict[str, Any]) -> dict[str, int]:
+    return {name: int(limits.get(name, 0)) for name in LIMIT_NAMES}
+
+
+class DefaultLimits:
+    """The admin-set defaults (app_settings), over the config file's, cached briefly."""
+
+    CACHE_SECONDS = 5.0
+
+    def __init__(self, pool: Any, configured: dict[str, int]) -> None:
+        self.pool = pool
+        self.configured = configured
+        self._cached: tuple[float, dict[str, int]] | None = None
+
+    async def __call__(self) -> dict[str, int]:
+        now = time.monotonic()
+        if self._cached and self._cached[0] > now:
+            return self._cached[1]
+        stored = await self.pool.fetchval(
+            "SELECT value FROM app_settings WHERE key = 'default_limits'"
+        )
+        merged = {**self.configured, **(stored or {})}
+        self._cached = (now + self.CACHE_SECONDS, merged)
+        return merged
+
+    def invalidate(self) -> None:
+        self._cached = None

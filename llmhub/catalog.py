@@ -1,0 +1,79 @@
+"""The model catalog as users see it: the registry's live models, minus those an admin disabled,
+under the names an admin chose. Admin choices are cached briefly; every replica re-reads them
+within `CACHE_SECONDS`."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import asyncpg
+import structlog
+
+from providers.base import ModelInfo
+from providers.errors import ModelNotFound
+from providers.registry import Registry
+
+from .repo import models as repo
+
+log = structlog.get_logger("llmhub.catalog")
+
+
+class Catalog:
+    CACHE_SECONDS = 5.0
+
+    def __init__(self, pool: asyncpg.Pool, registry: Registry) -> None:
+        self.pool = pool
+        self.registry = registry
+        self._choices: dict[str, dict[str, Any]] = {}
+        self._loaded_at = float("-inf")
+
+    async def record_seen(self, provider: str, models: list[ModelInfo]) -> None:
+        """Registry refresh hook: remember every model seen, so the catalog outlives outages."""
+        try:
+            await repo.upsert_seen(self.pool, models)
+        except Exception as exc:  # the catalog table is bookkeeping; serving goes on without it
+            log.warning("could not record models", provider=provider, error=str(exc))
+        self.invalidate()
+
+    def invalidate(self) -> None:
+        self._loaded_at = float("-inf")
+
+    async def choices(self) -> dict[str, dict[str, Any]]:
+        if time.monotonic() - self._loaded_at > self.CACHE_SECONDS:
+            self._choices = await repo.admin_choices(self.pool)
+            self._loaded_at = time.monotonic()
+        return self._choices
+
+    async def check_enabled(self, model_id: str) -> None:
+        bare = model_id.partition("/")[2] if model_id.startswith(self._prefixes()) else model_id
+        choice = (await self.choices()).get(bare)
+        if choice is not None and not choice["enabled"]:
+            raise ModelNotFound(f"model '{model_id}' has been disabled by an admin")
+
+    def _prefixes(self) -> tuple[str, ...]:
+        return tuple(f"{name}/" for name in self.registry.providers)
+
+    async def visible(self, *, include_disabled: bool = False) -> list[dict[str, Any]]:
+        choices = await self.choices()
+        health = self.registry.health()
+        listed = []
+        for model in sorted(self.registry.models(), key=lambda m: (m.provider, m.id)):
+            choice = choices.get(model.id, {"enabled": True, "display_name": None})
+            if not choice["enabled"] and not include_disabled:
+                continue
+            listed.append(
+                {
+                    "id": model.id,
+                    "name": choice["display_name"] or model.name,
+                    "provider": model.provider,
+                    "provider_ok": health[model.provider].ok,
+                    "enabled": choice["enabled"],
+                    "capabilities": dataclasses.asdict(model.capabilities),
+                    "context_length": model.context_length,
+                    "size_bytes": model.size_bytes,
+                    "family": model.family,
+                }
+            )
+        return listed

@@ -1,0 +1,50 @@
+"""The `models` catalog table: every model seen, its capabilities and the admin's choices."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from providers.base import ModelInfo
+
+from . import Db
+
+
+async def upsert_seen(db: Db, models: list[ModelInfo]) -> None:
+    if not models:
+        return
+    await db.executemany(
+        "INSERT INTO models (id, provider, capabilities, context_length, size_bytes) "
+        "VALUES ($1, $2, $3, $4, $5) "
+        "ON CONFLICT (id) DO UPDATE SET provider = excluded.provider, "
+        "capabilities = excluded.capabilities, context_length = excluded.context_length, "
+        "size_bytes = excluded.size_bytes, last_seen_at = now()",
+        [
+            (m.id, m.provider, dataclasses.asdict(m.capabilities), m.context_length, m.size_bytes)
+            for m in models
+        ],
+    )
+
+
+async def admin_choices(db: Db) -> dict[str, dict[str, Any]]:
+    rows = await db.fetch("SELECT id, enabled, display_name FROM models")
+    return {r["id"]: {"enabled": r["enabled"], "display_name": r["display_name"]} for r in rows}
+
+
+async def all_models(db: Db) -> list[dict[str, Any]]:
+    rows = await db.fetch("SELECT * FROM models ORDER BY provider, id")
+    return [dict(r) for r in rows]
+
+
+async def update_model(
+    db: Db, model_id: str, *, enabled: bool | None, display_name: str | None
+) -> dict[str, Any] | None:
+    row = await db.fetchrow(
+        "UPDATE models SET enabled = coalesce($2, enabled), "
+        "display_name = CASE WHEN $3::text IS NULL THEN display_name ELSE nullif($3, '') END "
+        "WHERE id = $1 RETURNING *",
+        model_id,
+        enabled,
+        display_name,
+    )
+    return dict(row) if row else None

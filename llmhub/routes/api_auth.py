@@ -1,0 +1,181 @@
+"""Sign-up, sign-in, sign-out and the current user: `/api/auth/*`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .. import accounts
+from ..auth import passwords, tokens
+from ..auth.identity import SESSION_COOKIE, Authenticator, Principal
+from ..errors import Forbidden, Unauthorized
+from ..repo import accounts as repo
+from ..repo.accounts import User
+from ._endpoint import Body, endpoint, principal, read_body
+
+
+class SignupBody(Body):
+    email: str = Field(max_length=320)
+    password: str = Field(max_length=passwords.MAX_LENGTH)
+    display_name: str = Field("", max_length=200)
+
+
+class LoginBody(Body):
+    email: str = Field(max_length=320)
+    password: str = Field(max_length=passwords.MAX_LENGTH)
+
+
+class PasswordBody(Body):
+    current_password: str = Field(max_length=passwords.MAX_LENGTH)
+    new_password: str = Field(max_length=passwords.MAX_LENGTH)
+
+
+def _client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+async def _start_session(request: Request, user: User, status: int = 200) -> Response:
+    """A brand-new session id on every sign-in: a planted cookie is never promoted (fixation)."""
+    auth: Authenticator = request.app.state.auth
+    settings = request.app.state.settings
+    old = auth.session_id_from(request)
+    if old is not None:
+        await repo.delete_session(auth.pool, tokens.digest(old))
+        auth.forget_session(old)
+    session_id = tokens.new_session_id()
+    await repo.create_session(
+        auth.pool,
+        tokens.digest(session_id),
+        user.id,
+        settings.session_max_age,
+        request.headers.get("user-agent", "")[:500] or None,
+        _client_ip(request),
+    )
+    response = JSONResponse(
+        {"user": user.public(), "csrf_token": auth.csrf_token(session_id)}, status
+    )
+    response.set_cookie(
+        SESSION_COOKIE,
+        auth.cookie_value(session_id),
+        max_age=int(settings.session_max_age),
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=settings.secure_cookies or request.url.scheme == "https",
+    )
+    return response
+
+
+def _end_session(request: Request, response: Response) -> Response:
+    settings = request.app.state.settings
+    response.delete_cookie(
+        SESSION_COOKIE,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=settings.secure_cookies or request.url.scheme == "https",
+    )
+    return response
+
+
+@endpoint("public")
+async def signup(request: Request) -> Response:
+    body = await read_body(request, SignupBody)
+    pool = request.app.state.pool
+    policy = request.app.state.settings.signup_policy
+    is_first = not await pool.fetchval("SELECT EXISTS (SELECT 1 FROM users)")
+    if policy == "closed" and not is_first:
+        raise Forbidden("sign-up is closed; ask an admin for an account", code="signup_closed")
+    role = "pending" if policy == "approval" else "user"
+    user = await accounts.create_user(
+        pool, body.email, body.password, display_name=body.display_name, role=role
+    )
+    if user.role == "pending":
+        return JSONResponse({"user": user.public(), "pending": True}, 202)
+    await repo.record_login(pool, user.id)
+    return await _start_session(request, user, 201)
+
+
+@endpoint("public")
+async def login(request: Request) -> Response:
+    body = await read_body(request, LoginBody)
+    pool = request.app.state.pool
+    throttle = request.app.state.login_throttle
+    ip = _client_ip(request)
+    await throttle.check(body.email, ip)
+    found = await repo.user_by_email(pool, body.email.strip())
+    if not await passwords.verify_password(found[1] if found else None, body.password):
+        await throttle.failed(body.email, ip)
+        raise Unauthorized("wrong email or password", code="invalid_credentials")
+    assert found is not None
+    user, password_hash = found
+    await throttle.succeeded(body.email, ip)
+    if user.disabled:
+        raise Forbidden("this account is disabled", code="account_disabled")
+    if user.role == "pending":
+        raise Forbidden("this account is waiting for an admin's approval", code="account_pending")
+    if passwords.needs_rehash(password_hash):
+        new_hash = await passwords.hash_password(body.password)
+        await repo.update_user(pool, user.id, password_hash=new_hash)
+    await repo.record_login(pool, user.id)
+    return await _start_session(request, user)
+
+
+@endpoint("user")
+async def logout(request: Request) -> Response:
+    me: Principal = principal(request)
+    auth: Authenticator = request.app.state.auth
+    if me.session_id is not None:
+        await repo.delete_session(auth.pool, tokens.digest(me.session_id))
+        auth.forget_session(me.session_id)
+    return _end_session(request, JSONResponse({"ok": True}))
+
+
+@endpoint("user")
+async def logout_everywhere(request: Request) -> Response:
+    me: Principal = principal(request)
+    auth: Authenticator = request.app.state.auth
+    ended = await repo.delete_user_sessions(auth.pool, me.user.id)
+    auth.forget_user(me.user.id)
+    return _end_session(request, JSONResponse({"ok": True, "sessions_ended": ended}))
+
+
+@endpoint("user")
+async def me(request: Request) -> Response:
+    current: Principal = principal(request)
+    body: dict[str, Any] = {"user": current.user.public()}
+    if current.session_id is not None:
+        body["csrf_token"] = request.app.state.auth.csrf_token(current.session_id)
+    else:
+        body["api_key"] = current.api_key.public() if current.api_key else None
+    return JSONResponse(body)
+
+
+@endpoint("user")
+async def change_password(request: Request) -> Response:
+    """Changing the password keeps this session and ends every other one."""
+    body = await read_body(request, PasswordBody)
+    current: Principal = principal(request)
+    auth: Authenticator = request.app.state.auth
+    found = await repo.user_by_id(auth.pool, current.user.id)
+    if found is None or not await passwords.verify_password(found[1], body.current_password):
+        raise Forbidden("current password is wrong", code="invalid_credentials")
+    await accounts.set_password(auth.pool, current.user.id, body.new_password)
+    auth.forget_user(current.user.id)
+    if current.session_id is None:
+        return JSONResponse({"ok": True})
+    return await _start_session(request, current.user)
+
+
+routes = [
+    Route("/api/auth/signup", signup, methods=["POST"]),
+    Route("/api/auth/login", login, methods=["POST"]),
+    Route("/api/auth/logout", logout, methods=["POST"]),
+    Route("/api/auth/logout-everywhere", logout_everywhere, methods=["POST"]),
+    Route("/api/auth/me", me, methods=["GET"]),
+    Route("/api/auth/password", change_password, methods=["POST"]),
+]

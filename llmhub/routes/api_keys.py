@@ -1,0 +1,70 @@
+"""A user's own API keys: `/api/keys`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from uuid import UUID
+
+from pydantic import Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .. import accounts
+from ..errors import BadRequest, NotFound
+from ..repo import accounts as repo
+from ._endpoint import Body, endpoint, principal, read_body
+
+
+class CreateKeyBody(Body):
+    name: str = Field("", max_length=200)
+    expires_at: datetime | None = None
+    allowed_models: list[str] | None = Field(None, max_length=500)
+
+
+def path_uuid(request: Request, name: str) -> UUID:
+    """A malformed id is simply not found: same answer as someone else's resource."""
+    try:
+        return UUID(request.path_params[name])
+    except ValueError:
+        raise NotFound("not found") from None
+
+
+@endpoint("user")
+async def list_keys(request: Request) -> Response:
+    keys = await repo.list_api_keys(request.app.state.pool, principal(request).user.id)
+    return JSONResponse({"data": [k.public() for k in keys]})
+
+
+@endpoint("user")
+async def create_key(request: Request) -> Response:
+    body = await read_body(request, CreateKeyBody)
+    expires_at = body.expires_at
+    if expires_at is not None:
+        expires_at = expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC)
+        if expires_at <= datetime.now(UTC):
+            raise BadRequest("expires_at: must be in the future", code="validation_error")
+    key, record = await accounts.create_api_key(
+        request.app.state.pool,
+        principal(request).user.id,
+        name=body.name,
+        expires_at=expires_at,
+        allowed_models=body.allowed_models,
+    )
+    return JSONResponse({"key": key, "api_key": record.public()}, 201)
+
+
+@endpoint("user")
+async def revoke_key(request: Request) -> Response:
+    key_id = path_uuid(request, "key_id")
+    revoked = await repo.revoke_api_key(request.app.state.pool, principal(request).user.id, key_id)
+    if revoked is None:
+        raise NotFound("API key not found", code="api_key_not_found")
+    return JSONResponse({"api_key": revoked.public()})
+
+
+routes = [
+    Route("/api/keys", list_keys, methods=["GET"]),
+    Route("/api/keys", create_key, methods=["POST"]),
+    Route("/api/keys/{key_id}", revoke_key, methods=["DELETE"]),
+]
