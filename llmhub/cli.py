@@ -47,35 +47,44 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(migrate)
     migrate.add_argument("--status", action="store_true", help="list migrations, apply nothing")
 
+    # Subcommands of `users` and `keys` take the config flags after their own arguments.
+    config = argparse.ArgumentParser(add_help=False)
+    _add_config_flags(config)
     users = commands.add_parser("users", help="manage user accounts")
-    _add_config_flags(users)
     users_do = users.add_subparsers(dest="action", required=True)
-    create = users_do.add_parser("create", help="create a user (the first one is admin)")
+    create = users_do.add_parser(
+        "create", help="create a user (the first one is admin)", parents=[config]
+    )
     create.add_argument("email")
     create.add_argument("--admin", action="store_true")
     create.add_argument("--name", default="", help="display name")
     create.add_argument(
         "--password-stdin", action="store_true", help="read the password from stdin"
     )
-    users_do.add_parser("list", help="list users")
-    set_role = users_do.add_parser("set-role", help="change a user's role (ends their sessions)")
+    users_do.add_parser("list", help="list users", parents=[config])
+    set_role = users_do.add_parser(
+        "set-role", help="change a user's role (ends their sessions)", parents=[config]
+    )
     set_role.add_argument("email")
     set_role.add_argument("role", choices=["admin", "user", "pending"])
-    reset = users_do.add_parser("reset-password", help="set a new password (ends all sessions)")
+    reset = users_do.add_parser(
+        "reset-password", help="set a new password (ends all sessions)", parents=[config]
+    )
     reset.add_argument("email")
     reset.add_argument("--password-stdin", action="store_true")
 
     keys = commands.add_parser("keys", help="manage API keys")
-    _add_config_flags(keys)
     keys_do = keys.add_subparsers(dest="action", required=True)
-    key_create = keys_do.add_parser("create", help="create a key; prints only the key")
+    key_create = keys_do.add_parser(
+        "create", help="create a key; prints only the key", parents=[config]
+    )
     key_create.add_argument("--user", required=True, metavar="EMAIL")
     key_create.add_argument("--name", default="")
     key_create.add_argument("--expires-days", type=float, help="expire after this many days")
     key_create.add_argument("--models", help="comma-separated model allow-list")
-    key_list = keys_do.add_parser("list", help="list a user's keys")
+    key_list = keys_do.add_parser("list", help="list a user's keys", parents=[config])
     key_list.add_argument("--user", required=True, metavar="EMAIL")
-    key_revoke = keys_do.add_parser("revoke", help="revoke a key by id")
+    key_revoke = keys_do.add_parser("revoke", help="revoke a key by id", parents=[config])
     key_revoke.add_argument("--user", required=True, metavar="EMAIL")
     key_revoke.add_argument("key_id")
     return parser

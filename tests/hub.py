@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import uvicorn
+from yarl import URL
 from starlette.applications import Starlette
 
 from llmhub.app import create_app
@@ -83,6 +84,9 @@ class Client:
 
     async def delete(self, path: str, **kw: Any) -> Response:
         return await self.request("DELETE", path, **kw)
+
+    def set_cookie(self, name: str, value: str) -> None:
+        self.session.cookie_jar.update_cookies({name: value}, response_url=URL(self.base_url))
 
     def cookie(self, name: str) -> str | None:
         for cookie in self.session.cookie_jar:

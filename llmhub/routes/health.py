@@ -7,14 +7,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..db import is_reachable
+from ._endpoint import endpoint
 
 _OK = b'{"status":"ok"}'
 
 
+@endpoint("public")
 async def live(request: Request) -> Response:
     return Response(_OK, media_type="application/json")
 
 
+@endpoint("public")
 async def ready(request: Request) -> Response:
     """503 only when the database is down: a provider being down degrades, it does not unready."""
     state = request.app.state
