@@ -10,8 +10,8 @@ from typing import Any
 
 import aiohttp
 import uvicorn
-from yarl import URL
 from starlette.applications import Starlette
+from yarl import URL
 
 from llmhub.app import create_app
 from llmhub.config import Settings

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -159,3 +160,48 @@ async def test_access_log_and_request_ids_without_secrets(database_url: str, dat
     assert isinstance(first["duration_ms"], float) and first["level"] == "info"
     assert by_id[generated]["path"] == "/health"
     assert any(line["path"] == "/api/nope" and line["status"] == 404 for line in access)
+
+
+async def test_sigterm_drains_a_stream_in_flight(database_url: str, data_dir: Path) -> None:
+    from tests.fakes.ollama import FakeModel, FakeOllama
+
+    words = [f"w{i} " for i in range(20)]
+    async with FakeOllama([FakeModel("slow:1b", reply="".join(words), chunks=words)]) as fake:
+        fake.chunk_delay = 0.05
+        async with (
+            serve(
+                "--database-url",
+                database_url,
+                "--data-dir",
+                str(data_dir),
+                env={"LLMHUB_OLLAMA__URL": fake.url},
+            ) as server,
+            aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http,
+        ):
+            async with http.post(
+                f"{server.url}/api/auth/signup",
+                json={"email": "a@example.com", "password": "long enough password"},
+            ) as response:
+                csrf = (await response.json())["csrf_token"]
+            async with http.post(
+                f"{server.url}/v1/chat/completions",
+                json={
+                    "model": "ollama/slow:1b",
+                    "stream": True,
+                    "messages": [{"role": "user", "content": "hi"}],
+                },
+                headers={"X-CSRF-Token": csrf},
+            ) as response:
+                assert response.status == 200
+                received = [await response.content.readline()]
+                server.process.send_signal(signal.SIGTERM)  # mid-stream
+                received += [line async for line in response.content]
+            body = b"".join(received).decode()
+            assert body.rstrip().endswith("data: [DONE]")
+            content = "".join(
+                json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+                for line in body.splitlines()
+                if line.startswith("data: {")
+            )
+            assert content == "".join(words)
+            assert await server.stop() == 0
