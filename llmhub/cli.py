@@ -87,6 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
     key_revoke = keys_do.add_parser("revoke", help="revoke a key by id", parents=[config])
     key_revoke.add_argument("--user", required=True, metavar="EMAIL")
     key_revoke.add_argument("key_id")
+
+    models = commands.add_parser("models", help="list, pull and delete models")
+    models_do = models.add_subparsers(dest="action", required=True)
+    models_do.add_parser("list", help="models the configured providers offer", parents=[config])
+    pull = models_do.add_parser(
+        "pull", help="pull an Ollama model, with progress", parents=[config]
+    )
+    pull.add_argument("name")
+    delete = models_do.add_parser("delete", help="delete an Ollama model", parents=[config])
+    delete.add_argument("name")
     return parser
 
 
@@ -117,7 +127,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .observability import configure_logging
 
     configure_logging(settings.log_level, settings.json_logs)
-    handler = {"serve": _serve, "migrate": _migrate, "users": _admin, "keys": _admin}[args.command]
+    handler = {
+        "serve": _serve,
+        "migrate": _migrate,
+        "users": _admin,
+        "keys": _admin,
+        "models": _models,
+    }[args.command]
     return handler(settings, args)
 
 
@@ -340,3 +356,74 @@ async def _run_admin(settings: Settings, args: argparse.Namespace, password: str
 def _print_progress_stderr(name: str, phase: str, ms: float | None) -> None:
     if phase == "applied":
         print(f"applied migration {name} ({ms:.0f} ms)", file=sys.stderr)
+
+
+# -- models --------------------------------------------------------------------------------------
+
+
+def _models(settings: Settings, args: argparse.Namespace) -> int:
+    from providers.errors import LLMHubError
+
+    try:
+        return asyncio.run(_run_models(settings, args))
+    except LLMHubError as exc:
+        print(f"llmhub: {exc.message}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+async def _run_models(settings: Settings, args: argparse.Namespace) -> int:
+    from providers.registry import build_registry
+
+    registry = build_registry(settings)
+    try:
+        if args.action == "list":
+            await registry.refresh()
+            for name, health in registry.health().items():
+                if not health.ok:
+                    print(f"llmhub: {name} is unavailable: {health.detail}", file=sys.stderr)
+            for model in sorted(registry.models(), key=lambda m: (m.provider, m.id)):
+                size = f"{model.size_bytes / 1e9:6.1f} GB" if model.size_bytes else " " * 9
+                print(f"{model.provider:8} {size}  {model.id}")
+            return 0
+        ollama = registry.providers.get("ollama")
+        if ollama is None:
+            print("llmhub: no Ollama is configured in this mode", file=sys.stderr)
+            return EXIT_FAILURE
+        if args.action == "delete":
+            await ollama.delete_model(args.name)
+            print(f"deleted {args.name}")
+            return 0
+        progress = _PullProgress(sys.stderr)
+        async for step in ollama.pull_model(args.name):
+            progress.show(step.status, step.completed, step.total)
+        progress.finish()
+        print(f"pulled {args.name}")
+        return 0
+    finally:
+        await registry.aclose()
+
+
+class _PullProgress:
+    """A bar redrawn in place on a terminal; one line per step elsewhere (logs, CI)."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.last: tuple[str, int] | None = None
+
+    def show(self, status: str, completed: int | None, total: int | None) -> None:
+        percent = int(100 * completed / total) if total and completed is not None else -1
+        if self.tty:
+            bar = ""
+            if percent >= 0:
+                filled = percent * 30 // 100
+                bar = f" [{'#' * filled}{'.' * (30 - filled)}] {percent:3d}%"
+            print(f"\r\033[K{status[:40]}{bar}", end="", file=self.stream, flush=True)
+        elif (status, percent // 10) != self.last:  # each step, and every 10% within a step
+            suffix = f" {percent}%" if percent >= 0 else ""
+            print(f"{status}{suffix}", file=self.stream, flush=True)
+        self.last = (status, percent // 10)
+
+    def finish(self) -> None:
+        if self.tty:
+            print(file=self.stream)
