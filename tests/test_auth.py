@@ -335,10 +335,15 @@ async def test_expired_and_malformed_keys(hub: Hub) -> None:
     past = await alice.post("/api/keys", {"expires_at": "2020-01-01T00:00:00Z"})
     assert (past.status, past.error_code) == (400, "validation_error")
     created = await alice.post("/api/keys", {"expires_at": "2999-01-01T00:00:00Z"})
-    keyed = hub.client(api_key=created.body["key"])
-    assert (await keyed.get("/api/auth/me")).status == 200
-    await sql(hub, "UPDATE api_keys SET expires_at = now() - interval '1 second'")
-    assert (await keyed.get("/api/auth/me")).status == 401
+    assert created.body["api_key"]["expires_at"].startswith("2999-01-01")
+    assert (await hub.client(api_key=created.body["key"]).get("/api/auth/me")).status == 200
+    expiring = await alice.post("/api/keys", {"name": "expiring"})
+    await sql(
+        hub,
+        "UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE name = $1",
+        "expiring",
+    )
+    assert (await hub.client(api_key=expiring.body["key"]).get("/api/auth/me")).status == 401
     for header in ("Bearer nope", "Basic abc", "Bearer lh_unknown"):
         response = await hub.client().get("/api/auth/me", headers={"Authorization": header})
         assert (response.status, response.error_code) == (401, "invalid_api_key"), header

@@ -20,8 +20,8 @@ from . import tokens
 SESSION_COOKIE = "llmhub_session"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-# Sessions are re-read at least this often, so logout and revocation on another replica take
-# effect within it; on this replica they take effect at once (the cache entry is dropped).
+# Sessions and API keys are re-read at least this often, so logout and revocation on another
+# replica take effect within it; on this replica they take effect at once (the entry is dropped).
 SESSION_CACHE_SECONDS = 1.0
 _TOUCH_EVERY = timedelta(seconds=60)
 
@@ -40,6 +40,7 @@ class Authenticator:
         self.idle_timeout = idle_timeout
         self._signer = Signer(secret_key, salt="llmhub.session")
         self._sessions: dict[bytes, tuple[float, SessionRow]] = {}
+        self._keys: dict[bytes, tuple[float, ApiKey, User]] = {}
 
     # -- cookies ---------------------------------------------------------------------------------
 
@@ -74,11 +75,20 @@ class Authenticator:
         scheme, _, key = authorization.partition(" ")
         if scheme.lower() != "bearer" or not key.startswith(tokens.API_KEY_PREFIX):
             raise Unauthorized("expected 'Authorization: Bearer lh_...'", code="invalid_api_key")
-        found = await repo.api_key_by_hash(self.pool, tokens.digest(key.strip()))
+        key_hash = tokens.digest(key.strip())
+        now = time.monotonic()
+        cached = self._keys.get(key_hash)
+        if cached and cached[0] > now:
+            return Principal(cached[2], api_key=cached[1])
+        found = await repo.api_key_by_hash(self.pool, key_hash)
         if found is None:
+            self._keys.pop(key_hash, None)
             raise Unauthorized("API key is invalid, expired or revoked", code="invalid_api_key")
         api_key, user = found
         await repo.touch_api_key(self.pool, api_key.id)
+        if len(self._keys) > 10_000:
+            self._keys.clear()
+        self._keys[key_hash] = (now + SESSION_CACHE_SECONDS, api_key, user)
         return Principal(user, api_key=api_key)
 
     async def _session(self, id_hash: bytes) -> SessionRow | None:
@@ -101,9 +111,13 @@ class Authenticator:
         self._sessions.pop(tokens.digest(session_id), None)
 
     def forget_user(self, user_id: UUID) -> None:
+        """Drop everything cached for a user: their changes take effect on the next request."""
         for id_hash, (_, session) in list(self._sessions.items()):
             if session.user.id == user_id:
                 del self._sessions[id_hash]
+        for key_hash, (_, _, user) in list(self._keys.items()):
+            if user.id == user_id:
+                del self._keys[key_hash]
 
     # -- authorisation ---------------------------------------------------------------------------
 
