@@ -33,25 +33,26 @@ class ModelCall:
         return self.provider.name
 
 
-def check_model_allowed(principal: Principal, model_id: str) -> None:
+def model_allowed(principal: Principal, model_id: str, provider: str | None = None) -> bool:
+    """The key's allow-list may name a model bare (`llama3.2:1b`) or prefixed (`ollama/...`)."""
     allowed = principal.api_key.allowed_models if principal.api_key else None
-    if allowed is not None and model_id not in allowed:
-        bare = model_id.partition("/")[2]
-        if not bare or bare not in allowed:
-            raise Forbidden(
-                f"this API key may not use model '{model_id}'", code="model_not_allowed"
-            )
+    if allowed is None:
+        return True
+    names = {model_id, model_id.partition("/")[2]}
+    if provider is not None:
+        names.add(f"{provider}/{model_id}")
+    return not names.isdisjoint(allowed)
 
 
-def model_allowed(principal: Principal, model_id: str) -> bool:
-    allowed = principal.api_key.allowed_models if principal.api_key else None
-    return allowed is None or model_id in allowed
+def check_model_allowed(principal: Principal, model_id: str, provider: str) -> None:
+    if not model_allowed(principal, model_id, provider):
+        raise Forbidden(f"this API key may not use model '{model_id}'", code="model_not_allowed")
 
 
 async def admit(state: Any, principal: Principal, model_id: str) -> ModelCall:
     """Raises ModelNotFound, Forbidden or RateLimited; otherwise the call may proceed."""
-    check_model_allowed(principal, model_id)
     provider, model = state.registry.resolve(model_id)
+    check_model_allowed(principal, model_id, provider.name)
     await state.catalog.check_enabled(model_id)
     buckets = buckets_for(principal, await state.default_limits())
     await state.limiter.admit(buckets)

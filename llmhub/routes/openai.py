@@ -15,10 +15,12 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
+import anyio
 from pydantic import Field, field_validator
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from providers.base import (
     ChatEnd,
@@ -37,6 +39,9 @@ from .. import model_calls
 from ..errors import BadRequest, error_body
 from ._endpoint import Body, endpoint, principal, read_body
 from .models import visible_models
+
+# How long a stream's clean-up (closing the upstream, the usage row) may outlive its client.
+CLEANUP_SECONDS = 10.0
 
 FINISH_REASONS = {
     "stop": "stop",
@@ -165,7 +170,11 @@ def _server_timing(gateway_ms: float, upstream_ms: float | None = None) -> str:
 @endpoint("user")
 async def list_models(request: Request) -> Response:
     me = principal(request)
-    models = [m for m in await visible_models(request) if model_calls.model_allowed(me, m["id"])]
+    models = [
+        m
+        for m in await visible_models(request)
+        if model_calls.model_allowed(me, m["id"], m["provider"])
+    ]
     data = [
         {"id": m["id"], "object": "model", "created": 0, "owned_by": m["provider"]} for m in models
     ]
@@ -191,12 +200,13 @@ async def chat_completions(request: Request) -> Response:
             first = await anext(events)
         except LLMHubError:
             await events.aclose()
+            await _record_failure(request, call, started)
             raise
         gateway_ms = (time.perf_counter() - started) * 1000
         stream = _stream_chunks(
             request, call, events, first, completion_id, created, body.model, include_usage, started
         )
-        return StreamingResponse(
+        return _EventStream(
             stream,
             media_type="text/event-stream",
             headers={
@@ -224,15 +234,19 @@ async def _whole_completion(
     end = ChatEnd("error", error="no answer")
     upstream_started = time.perf_counter()
     ttft: float | None = None
-    async for event in call.provider.chat(chat_request):
-        if isinstance(event, TextDelta):
-            ttft = ttft or time.perf_counter()
-            text.append(event.text)
-        elif isinstance(event, ReasoningDelta):
-            ttft = ttft or time.perf_counter()
-            reasoning.append(event.text)
-        else:
-            end = event
+    try:
+        async for event in call.provider.chat(chat_request):
+            if isinstance(event, TextDelta):
+                ttft = ttft or time.perf_counter()
+                text.append(event.text)
+            elif isinstance(event, ReasoningDelta):
+                ttft = ttft or time.perf_counter()
+                reasoning.append(event.text)
+            else:
+                end = event
+    except LLMHubError:
+        await _record_failure(request, call, upstream_started)
+        raise
     upstream_ms = (time.perf_counter() - upstream_started) * 1000
     await model_calls.record(
         request.app.state,
@@ -266,6 +280,31 @@ async def _whole_completion(
     }
     gateway_ms = (time.perf_counter() - started) * 1000 - upstream_ms
     return JSONResponse(payload, headers={"Server-Timing": _server_timing(gateway_ms, upstream_ms)})
+
+
+async def _record_failure(request: Request, call: model_calls.ModelCall, started: float) -> None:
+    """A call the provider refused before any output still counts as a call."""
+    await model_calls.record(
+        request.app.state,
+        call,
+        Usage(),
+        status="error",
+        ttft_ms=None,
+        duration_ms=round((time.perf_counter() - started) * 1000),
+    )
+
+
+class _EventStream(StreamingResponse):
+    """Closes its generator however the response ends. Starlette leaves a generator abandoned by
+    a client that went away to the garbage collector; closing it here stops the upstream and
+    writes the usage row at once."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.body_iterator.aclose()  # type: ignore[attr-defined]
 
 
 def _sse(payload: dict[str, Any]) -> bytes:
@@ -326,20 +365,23 @@ async def _stream_chunks(
                 yield _sse({**base, "choices": [], "usage": _usage_json(end.usage)})
         yield b"data: [DONE]\n\n"
     finally:
-        await events.aclose()  # a client that went away stops the upstream too
-        usage = end.usage
-        if end.stop_reason == "cancelled":
-            usage = Usage(
-                output_tokens=max(1, output_chars // 4) if output_chars else 0, exact=False
+        # A client that went away cancels this generator, and Starlette's cancel scope cancels
+        # every await after that too: shield the clean-up, or the usage row is never written.
+        with anyio.move_on_after(CLEANUP_SECONDS, shield=True):
+            await events.aclose()  # a client that went away stops the upstream too
+            usage = end.usage
+            if end.stop_reason == "cancelled":
+                usage = Usage(
+                    output_tokens=max(1, output_chars // 4) if output_chars else 0, exact=False
+                )
+            await model_calls.record(
+                request.app.state,
+                call,
+                usage,
+                status={"error": "error", "cancelled": "stopped"}.get(end.stop_reason, "complete"),
+                ttft_ms=ttft_ms,
+                duration_ms=round((time.perf_counter() - started) * 1000),
             )
-        await model_calls.record(
-            request.app.state,
-            call,
-            usage,
-            status={"error": "error", "cancelled": "stopped"}.get(end.stop_reason, "complete"),
-            ttft_ms=ttft_ms,
-            duration_ms=round((time.perf_counter() - started) * 1000),
-        )
 
 
 @endpoint("user")
