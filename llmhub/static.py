@@ -11,7 +11,7 @@ from .resources import STATIC_DIR
 
 _IMMUTABLE = "public, max-age=31536000, immutable"
 _NO_CACHE = "no-cache"
-_NOT_SPA = ("/api/", "/v1/", "/health", "/assets/")
+_NOT_SPA = ("/api/", "/v1/", "/health/", "/assets/")
 
 
 class SpaStaticFiles(StaticFiles):
@@ -22,7 +22,8 @@ class SpaStaticFiles(StaticFiles):
         try:
             response = await super().get_response(path, scope)
         except HTTPException as exc:
-            if exc.status_code != 404 or scope["path"].startswith(_NOT_SPA):
+            path_asked = scope["path"]
+            if exc.status_code != 404 or path_asked.startswith(_NOT_SPA) or path_asked == "/health":
                 raise
             response = await super().get_response("index.html", scope)
         is_asset = path.startswith("assets/") and response.status_code in (200, 304)

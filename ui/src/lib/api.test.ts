@@ -1,5 +1,14 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { ApiError, ErrorCode, api, request, requestStream, setCsrfToken } from './api';
+import {
+  ApiError,
+  ErrorCode,
+  api,
+  parseRetryAfter,
+  request,
+  requestStream,
+  setCsrfToken,
+  setUnauthorizedHandler,
+} from './api';
 import { fetchReadiness } from './health';
 import { readSse } from './sse';
 
@@ -18,6 +27,7 @@ beforeEach(() => {
 
 afterEach(() => {
   setCsrfToken(null);
+  setUnauthorizedHandler(null);
 });
 
 function lastCall(): { url: string; init: RequestInit; headers: Headers } {
@@ -93,7 +103,11 @@ describe('ApiError mapping', () => {
   it('maps the error envelope to status, code, type and message', async () => {
     fetchMock.mockResolvedValue(
       json(409, {
-        error: { message: 'Conversation was changed elsewhere', type: 'conflict', code: 'stale_revision' },
+        error: {
+          message: 'Conversation was changed elsewhere',
+          type: 'conflict',
+          code: 'stale_revision',
+        },
       }),
     );
     const err = await apiError(api.patch('/api/conversations/c1', { title: 'x' }));
@@ -117,7 +131,11 @@ describe('ApiError mapping', () => {
 
   it('accepts JSON content types with parameters and +json suffixes', async () => {
     fetchMock.mockResolvedValue(
-      json(429, { error: { message: 'Slow down', type: 'rate_limit', code: 'rate_limited' } }, 'application/problem+json; charset=utf-8'),
+      json(
+        429,
+        { error: { message: 'Slow down', type: 'rate_limit', code: 'rate_limited' } },
+        'application/problem+json; charset=utf-8',
+      ),
     );
     const err = await apiError(api.get('/api/models'));
     expect(err.code).toBe('rate_limited');
@@ -200,10 +218,84 @@ describe('requestStream', () => {
 
   it('maps errors before any streaming starts', async () => {
     fetchMock.mockResolvedValue(
-      json(400, { error: { message: 'Unknown model', type: 'invalid_request_error', code: 'model_not_found' } }),
+      json(400, {
+        error: { message: 'Unknown model', type: 'invalid_request_error', code: 'model_not_found' },
+      }),
     );
     const err = await apiError(requestStream('POST', '/api/chat', {}));
     expect(err).toMatchObject({ status: 400, code: 'model_not_found', message: 'Unknown model' });
+  });
+});
+
+describe('Retry-After', () => {
+  it('parses delta-seconds and HTTP dates, and ignores junk', () => {
+    const now = Date.parse('2030-01-01T00:00:00Z');
+    expect(parseRetryAfter(null, now)).toBeNull();
+    expect(parseRetryAfter(' 42 ', now)).toBe(42);
+    expect(parseRetryAfter('Tue, 01 Jan 2030 00:01:30 GMT', now)).toBe(90);
+    expect(parseRetryAfter('Mon, 31 Dec 2029 00:00:00 GMT', now)).toBe(0);
+    expect(parseRetryAfter('soon', now)).toBeNull();
+    expect(parseRetryAfter('-5', now)).toBeNull();
+  });
+
+  it('is carried on the ApiError of a 429', async () => {
+    fetchMock.mockResolvedValue(
+      new Response(
+        JSON.stringify({
+          error: { message: 'slow down', type: 'rate_limit_error', code: 'login_throttled' },
+        }),
+        { status: 429, headers: { 'content-type': 'application/json', 'retry-after': '17' } },
+      ),
+    );
+    const err = await apiError(api.post('/api/auth/login', {}));
+    expect(err).toMatchObject({ status: 429, code: 'login_throttled', retryAfter: 17 });
+  });
+
+  it('is null when the header is absent', async () => {
+    fetchMock.mockResolvedValue(json(429, { error: { message: 'x', type: 't', code: 'c' } }));
+    expect((await apiError(api.get('/api/x'))).retryAfter).toBeNull();
+  });
+});
+
+describe('unauthorized handler', () => {
+  const unauthorized = () =>
+    json(401, {
+      error: { message: 'sign in', type: 'authentication_error', code: 'unauthorized' },
+    });
+
+  it('fires on a 401 while a CSRF token is held', async () => {
+    const handler = vi.fn();
+    setUnauthorizedHandler(handler);
+    setCsrfToken('tok');
+    fetchMock.mockResolvedValue(unauthorized());
+    const err = await apiError(api.get('/api/keys'));
+    expect(handler).toHaveBeenCalledExactlyOnceWith(err);
+  });
+
+  it('does not fire when signed out (e.g. a failed sign-in) or for other statuses', async () => {
+    const handler = vi.fn();
+    setUnauthorizedHandler(handler);
+    fetchMock.mockResolvedValueOnce(unauthorized());
+    await apiError(api.post('/api/auth/login', {}));
+    setCsrfToken('tok');
+    fetchMock.mockResolvedValueOnce(
+      json(403, { error: { message: 'no', type: 't', code: 'admin_required' } }),
+    );
+    await apiError(api.get('/api/admin/users'));
+    expect(handler).not.toHaveBeenCalled();
+  });
+
+  it('ignores a late 401 for a token that has since been replaced', async () => {
+    const handler = vi.fn();
+    setUnauthorizedHandler(handler);
+    setCsrfToken('old');
+    let answer: (r: Response) => void = () => undefined;
+    fetchMock.mockReturnValueOnce(new Promise<Response>((resolve) => (answer = resolve)));
+    const pending = api.get('/api/keys');
+    setCsrfToken('new');
+    answer(unauthorized());
+    await apiError(pending);
+    expect(handler).not.toHaveBeenCalled();
   });
 });
 
@@ -225,9 +317,22 @@ describe('fetchReadiness', () => {
     await expect(fetchReadiness()).resolves.toEqual(report);
   });
 
+  it('accepts the report the server sends when the database is down', async () => {
+    const down = {
+      status: 'unavailable',
+      mode: 'local',
+      database: { ok: false, detail: 'connection refused' },
+      providers: {},
+    };
+    fetchMock.mockResolvedValue(json(503, down));
+    await expect(fetchReadiness()).resolves.toEqual(down);
+  });
+
   it('still throws ApiError for a 503 without a report', async () => {
     fetchMock.mockResolvedValue(
-      json(503, { error: { message: 'Shutting down', type: 'unavailable', code: 'shutting_down' } }),
+      json(503, {
+        error: { message: 'Shutting down', type: 'unavailable', code: 'shutting_down' },
+      }),
     );
     const err = await apiError(fetchReadiness());
     expect(err.code).toBe('shutting_down');

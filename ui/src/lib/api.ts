@@ -36,19 +36,43 @@ export class ApiError extends Error {
   readonly type: string | null;
   /** The parsed JSON body, when there was one (e.g. a 503 readiness report). */
   readonly body: unknown;
+  /** Seconds from the Retry-After header (429/503), when the server sent one. */
+  readonly retryAfter: number | null;
 
   constructor(
     status: number,
     code: string,
     message: string,
-    options: { type?: string | null; body?: unknown; cause?: unknown } = {},
+    options: {
+      type?: string | null;
+      body?: unknown;
+      cause?: unknown;
+      retryAfter?: number | null;
+    } = {},
   ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.status = status;
     this.code = code;
     this.type = options.type ?? null;
     this.body = options.body;
+    this.retryAfter = options.retryAfter ?? null;
   }
+}
+
+/**
+ * Retry-After as whole seconds from `now`: delta-seconds or an HTTP date; null when absent or
+ * unparseable.
+ */
+export function parseRetryAfter(value: string | null, now: number = Date.now()): number | null {
+  if (value === null) return null;
+  const text = value.trim();
+  if (/^\d+$/.test(text)) return Number(text);
+  // An HTTP date names its day and month ("Wed, 21 Oct 2015 07:28:00 GMT"); V8's Date.parse
+  // would otherwise read "-5" as a year.
+  if (!/[a-z]{3}/i.test(text)) return null;
+  const date = Date.parse(text);
+  if (Number.isNaN(date)) return null;
+  return Math.max(0, Math.ceil((date - now) / 1000));
 }
 
 export function isErrorBody(value: unknown): value is ErrorBody {
@@ -76,6 +100,19 @@ export function getCsrfToken(): string | null {
   return csrfToken;
 }
 
+// --- session expiry -------------------------------------------------------------------------
+
+let onUnauthorized: ((error: ApiError) => void) | null = null;
+
+/**
+ * Called with the ApiError whenever a request made while holding a CSRF token (that is, while
+ * the UI believes it is signed in) is answered 401: the session ended elsewhere (sign-out
+ * everywhere, an admin's change, expiry). The session store uses it to show sign-in again.
+ */
+export function setUnauthorizedHandler(handler: ((error: ApiError) => void) | null): void {
+  onUnauthorized = handler;
+}
+
 // --- requests -------------------------------------------------------------------------------
 
 export interface RequestOptions {
@@ -101,21 +138,25 @@ async function readJson(response: Response): Promise<{ ok: true; value: unknown 
 async function errorFromResponse(response: Response): Promise<ApiError> {
   const fallbackCode = `http_${response.status}`;
   const fallbackMessage = `${response.status} ${response.statusText}`.trim();
+  const retryAfter = parseRetryAfter(response.headers.get('retry-after'));
   if (!isJson(response)) {
     await response.body?.cancel().catch(() => undefined);
-    return new ApiError(response.status, fallbackCode, fallbackMessage);
+    return new ApiError(response.status, fallbackCode, fallbackMessage, { retryAfter });
   }
   const parsed = await readJson(response);
-  if (!parsed.ok) return new ApiError(response.status, fallbackCode, fallbackMessage);
+  if (!parsed.ok) {
+    return new ApiError(response.status, fallbackCode, fallbackMessage, { retryAfter });
+  }
   const body = parsed.value;
   if (isErrorBody(body)) {
     const { message, type, code } = body.error;
     return new ApiError(response.status, code ?? type ?? fallbackCode, message, {
       type: type ?? null,
       body,
+      retryAfter,
     });
   }
-  return new ApiError(response.status, fallbackCode, fallbackMessage, { body });
+  return new ApiError(response.status, fallbackCode, fallbackMessage, { body, retryAfter });
 }
 
 /**
@@ -135,7 +176,8 @@ async function send(
   const headers = new Headers(options.headers);
   headers.set('Accept', accept);
   if (body !== undefined) headers.set('Content-Type', 'application/json');
-  if (csrfToken !== null) headers.set('X-CSRF-Token', csrfToken);
+  const sentToken = csrfToken;
+  if (sentToken !== null) headers.set('X-CSRF-Token', sentToken);
   else headers.delete('X-CSRF-Token');
 
   let response: Response;
@@ -153,7 +195,15 @@ async function send(
     const message = err instanceof Error ? err.message : String(err);
     throw new ApiError(0, ErrorCode.Network, message || 'network error', { cause: err });
   }
-  if (!response.ok) throw await errorFromResponse(response);
+  if (!response.ok) {
+    const error = await errorFromResponse(response);
+    // Only when the token sent is still current: a late 401 from before a fresh sign-in must
+    // not sign the new session out.
+    if (error.status === 401 && sentToken !== null && sentToken === csrfToken) {
+      onUnauthorized?.(error);
+    }
+    throw error;
+  }
   return response;
 }
 
@@ -198,8 +248,7 @@ export async function requestStream(
 }
 
 export const api = {
-  get: <T>(path: string, options?: RequestOptions) =>
-    request<T>('GET', path, undefined, options),
+  get: <T>(path: string, options?: RequestOptions) => request<T>('GET', path, undefined, options),
   post: <T>(path: string, body?: unknown, options?: RequestOptions) =>
     request<T>('POST', path, body, options),
   put: <T>(path: string, body?: unknown, options?: RequestOptions) =>

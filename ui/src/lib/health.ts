@@ -1,11 +1,20 @@
-import { ApiError, request } from './api';
+import { ApiError, ErrorCode, request } from './api';
 
-/** GET /health/ready. The server answers 200 when ready and (typically) 503 when degraded. */
-export interface ReadinessReport {
-  status: 'ok' | 'degraded';
-  database: { ok: boolean; [key: string]: unknown };
-  providers: Record<string, { ok: boolean; detail: string | null }>;
+export interface ProviderHealth {
+  ok: boolean;
+  latency_ms: number | null;
+  detail: string | null;
 }
+
+/** GET /health/ready: 200 when the database is reachable (providers may still be down), 503 when not. */
+export interface ReadinessReport {
+  status: 'ok' | 'degraded' | 'unavailable';
+  mode?: string;
+  database: { ok: boolean; detail?: string | null; [key: string]: unknown };
+  providers: Record<string, ProviderHealth>;
+}
+
+const STATUSES: ReadonlySet<unknown> = new Set(['ok', 'degraded', 'unavailable']);
 
 export function isReadinessReport(value: unknown): value is ReadinessReport {
   if (typeof value !== 'object' || value === null) return false;
@@ -13,7 +22,7 @@ export function isReadinessReport(value: unknown): value is ReadinessReport {
   const db = v.database as Record<string, unknown> | null | undefined;
   const providers = v.providers as Record<string, unknown> | null | undefined;
   return (
-    (v.status === 'ok' || v.status === 'degraded') &&
+    STATUSES.has(v.status) &&
     typeof db === 'object' &&
     db !== null &&
     typeof db.ok === 'boolean' &&
@@ -30,7 +39,7 @@ export async function fetchReadiness(signal?: AbortSignal): Promise<ReadinessRep
   try {
     const report = await request<unknown>('GET', '/health/ready', undefined, { signal });
     if (isReadinessReport(report)) return report;
-    throw new ApiError(200, 'invalid_response', 'unexpected /health/ready response', {
+    throw new ApiError(200, ErrorCode.InvalidResponse, 'unexpected /health/ready response', {
       body: report,
     });
   } catch (err) {

@@ -1,0 +1,79 @@
+"""Steps through the UI shared by the browser tests, written the way a person would do them."""
+
+from __future__ import annotations
+
+import aiohttp
+from playwright.async_api import Locator, Page, expect
+
+
+def main_nav(page: Page) -> Locator:
+    return page.get_by_role("navigation", name="Main")
+
+
+async def sign_up(page: Page, email: str, password: str, display_name: str = "") -> None:
+    """Fills the sign-up form (the page must show it) and submits it."""
+    await page.get_by_label("Email").fill(email)
+    if display_name:
+        await page.get_by_label("Display name").fill(display_name)
+    await page.get_by_label("Password", exact=True).fill(password)
+    await page.get_by_label("Confirm password").fill(password)
+    await page.get_by_role("button", name="Create account").click()
+
+
+async def sign_in(page: Page, email: str, password: str) -> None:
+    """Fills the sign-in form (the page must show it) and submits it."""
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_label("Password").fill(password)
+    await page.get_by_role("button", name="Sign in").click()
+
+
+async def signed_up(page: Page, email: str, password: str, display_name: str = "") -> None:
+    """Opens the sign-up screen, signs up and waits until the app shows."""
+    await page.goto("/signup")
+    await sign_up(page, email, password, display_name)
+    await expect(main_nav(page)).to_be_visible()
+
+
+async def open_settings(page: Page) -> None:
+    await main_nav(page).get_by_role("link", name="Settings").click()
+    await expect(page.get_by_role("heading", name="Settings", level=1)).to_be_visible()
+
+
+async def open_admin(page: Page, section: str = "Users") -> None:
+    await main_nav(page).get_by_role("link", name="Admin").click()
+    await (
+        page.get_by_role("navigation", name="Admin sections")
+        .get_by_role("link", name=section)
+        .click()
+    )
+    await expect(page.get_by_role("heading", name=section, level=2)).to_be_visible()
+
+
+async def api_sign_up(base_url: str, email: str, password: str) -> int:
+    """Signs up over HTTP (no browser); returns the status."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{base_url}/api/auth/signup", json={"email": email, "password": password}
+        ) as response,
+    ):
+        return response.status
+
+
+async def api_status(base_url: str, path: str, *, api_key: str | None = None) -> int:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{base_url}{path}", headers=headers) as response,
+    ):
+        return response.status
+
+
+async def api_sign_in_status(base_url: str, email: str, password: str) -> int:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{base_url}/api/auth/login", json={"email": email, "password": password}
+        ) as response,
+    ):
+        return response.status
