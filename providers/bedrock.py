@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack, aclosing, contextmanager
@@ -157,6 +158,11 @@ _CREDENTIAL_CODES = frozenset(
     }
 )
 
+# Signature errors echo the canonical request, whose headers include the session token, and a
+# malformed Authorization header comes back whole, access key id included.
+_SIGNING_DETAIL = re.compile(r"\s*The (Canonical String|String-to-Sign) .*", re.S)
+_ACCESS_KEY_ID = re.compile(r"\b(AKIA|ASIA)[A-Z0-9]{16}\b")
+
 
 # -- model ids and families -----------------------------------------------------------------
 
@@ -237,6 +243,12 @@ def _profile_model(profile: Mapping[str, Any]) -> str:
 # -- errors ---------------------------------------------------------------------------------
 
 
+def _error_message(exc: ClientError) -> str:
+    """AWS's message for the error, without the credential material some messages echo."""
+    message = str(exc.response.get("Error", {}).get("Message") or "")
+    return _ACCESS_KEY_ID.sub(r"\1****", _SIGNING_DETAIL.sub("", message))
+
+
 def _error_code(exc: ClientError) -> str:
     code = str(exc.response.get("Error", {}).get("Code", ""))
     return code[:1].upper() + code[1:]
@@ -252,7 +264,7 @@ def _retry_after(exc: ClientError) -> float:
 
 def _map_client_error(exc: ClientError, model: str | None) -> ProviderError:
     code = _error_code(exc)
-    message = str(exc.response.get("Error", {}).get("Message") or code)
+    message = _error_message(exc) or code
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
     if code == "ValidationException":
         if "model identifier is invalid" in message:
@@ -284,7 +296,7 @@ def map_error(exc: BaseException, model: str | None = None) -> ProviderError:
     if isinstance(exc, NoCredentialsError | PartialCredentialsError | ProfileNotFound):
         return AuthError(f"No usable AWS credentials for Bedrock: {exc}")
     if isinstance(exc, ReadTimeoutError | TimeoutError):
-        return UpstreamError(f"Bedrock timed out: {exc or 'read timeout'}")
+        return UpstreamError(f"Bedrock timed out: {exc or 'read timeout'}", code="upstream_timeout")
     if isinstance(exc, EndpointConnectionError):
         return ProviderUnavailable(f"Cannot reach Bedrock: {exc}")
     if isinstance(exc, ConnectionClosedError | aiohttp.ClientError):
@@ -308,8 +320,8 @@ def _translated(model: str | None) -> Iterator[None]:
 # -- request building -----------------------------------------------------------------------
 
 
-def _estimate_tokens(text: str) -> int:
-    return math.ceil(len(text) / 4)
+def _estimate_tokens(chars: int) -> int:
+    return math.ceil(chars / 4)
 
 
 def _image_block(image: Image) -> dict[str, Any]:
@@ -350,17 +362,20 @@ def _converse_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
     return out
 
 
+def _sampling(options: ChatOptions, *, max_tokens: str, top_p: str, stop: str) -> dict[str, Any]:
+    """The options that are set, under one body format's key names (`temperature` in all)."""
+    values = {
+        max_tokens: options.max_tokens,
+        "temperature": options.temperature,
+        top_p: options.top_p,
+        stop: list(options.stop) or None,
+    }
+    return {key: value for key, value in values.items() if value is not None}
+
+
 def _inference_config(options: ChatOptions) -> dict[str, Any]:
-    config: dict[str, Any] = {}
-    if options.max_tokens is not None:
-        config["maxTokens"] = options.max_tokens
-    if options.temperature is not None:
-        config["temperature"] = options.temperature
-    if options.top_p is not None:
-        config["topP"] = options.top_p
-    if options.stop:
-        config["stopSequences"] = list(options.stop)
-    return config
+    """Converse's `inferenceConfig`; AI21 Jurassic-2's native body uses the same names."""
+    return _sampling(options, max_tokens="maxTokens", top_p="topP", stop="stopSequences")
 
 
 def converse_params(request: ChatRequest) -> dict[str, Any]:
@@ -390,32 +405,12 @@ def render_prompt(messages: Sequence[ChatMessage]) -> str:
 
 
 def jurassic_body(request: ChatRequest) -> dict[str, Any]:
-    options = request.options
-    body: dict[str, Any] = {"prompt": render_prompt(request.messages)}
-    if options.max_tokens is not None:
-        body["maxTokens"] = options.max_tokens
-    if options.temperature is not None:
-        body["temperature"] = options.temperature
-    if options.top_p is not None:
-        body["topP"] = options.top_p
-    if options.stop:
-        body["stopSequences"] = list(options.stop)
-    return body
+    return {"prompt": render_prompt(request.messages), **_inference_config(request.options)}
 
 
 def cohere_command_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
-    options = request.options
-    body: dict[str, Any] = {"prompt": render_prompt(request.messages)}
-    if options.max_tokens is not None:
-        body["max_tokens"] = options.max_tokens
-    if options.temperature is not None:
-        body["temperature"] = options.temperature
-    if options.top_p is not None:
-        body["p"] = options.top_p
-    if options.stop:
-        body["stop_sequences"] = list(options.stop)
-    body["stream"] = stream
-    return body
+    options = _sampling(request.options, max_tokens="max_tokens", top_p="p", stop="stop_sequences")
+    return {"prompt": render_prompt(request.messages), **options, "stream": stream}
 
 
 # -- response parsing -----------------------------------------------------------------------
@@ -445,7 +440,9 @@ def _native_usage(
             output_tokens=int(headers.get("x-amzn-bedrock-output-token-count", 0)),
         )
     return Usage(
-        input_tokens=_estimate_tokens(prompt), output_tokens=_estimate_tokens(output), exact=False
+        input_tokens=_estimate_tokens(len(prompt)),
+        output_tokens=_estimate_tokens(len(output)),
+        exact=False,
     )
 
 
@@ -488,11 +485,20 @@ class _ConverseStreamState:
         return None
 
 
+def _cohere_end(final: Mapping[str, Any], usage: Usage, error: str | None = None) -> ChatEnd:
+    """How a Cohere Command reply ended: its last generation or stream chunk, or `error`."""
+    reason = "error" if error else _COHERE_STOP_REASONS.get(final.get("finish_reason", ""), "stop")
+    if reason == "error" and not error:
+        error = "Cohere reported a generation error"
+    metrics = _invocation_metrics(final.get("amazon-bedrock-invocationMetrics"))
+    return ChatEnd(stop_reason=reason, usage=usage, error=error, metrics=metrics)
+
+
 def _estimated_usage(request: ChatRequest, output_chars: int) -> Usage:
     prompt_chars = sum(len(m.text) for m in request.messages)
     return Usage(
-        input_tokens=math.ceil(prompt_chars / 4),
-        output_tokens=math.ceil(output_chars / 4),
+        input_tokens=_estimate_tokens(prompt_chars),
+        output_tokens=_estimate_tokens(output_chars),
         exact=False,
     )
 
@@ -719,13 +725,7 @@ class BedrockProvider(Provider):
         text = generation.get("text", "")
         if text:
             yield TextDelta(text)
-        reason = _COHERE_STOP_REASONS.get(generation.get("finish_reason", ""), "stop")
-        error = "Cohere reported a generation error" if reason == "error" else None
-        yield ChatEnd(
-            stop_reason=reason,
-            usage=_native_usage(headers, None, body["prompt"], text),
-            error=error,
-        )
+        yield _cohere_end(generation, _native_usage(headers, None, body["prompt"], text))
 
     async def _chat_cohere_stream(self, request: ChatRequest) -> AsyncIterator[ChatEvent]:
         client = await self._client("bedrock-runtime")
@@ -739,42 +739,28 @@ class BedrockProvider(Provider):
             )
         stream = response["body"]
         output: list[str] = []
-        final: dict[str, Any] | None = None
+        final: Mapping[str, Any] = {}
+        error: str | None = "Bedrock stream ended before the model finished"
         try:
-            try:
-                async for event in stream:
-                    if "chunk" not in event:
-                        continue
-                    data = json.loads(event["chunk"]["bytes"])
-                    if text := data.get("text"):
-                        output.append(text)
-                        yield TextDelta(text)
-                    if data.get("is_finished"):
-                        final = data
-            except _MAPPED as exc:
-                error = map_error(exc, request.model)
-                if not output:
-                    raise error from exc
-                final = {"finish_reason": "ERROR", "error": error.message}
+            async for event in stream:
+                if "chunk" not in event:
+                    continue  # an event type this botocore's service model does not know
+                data = json.loads(event["chunk"]["bytes"])
+                if text := data.get("text"):
+                    output.append(text)
+                    yield TextDelta(text)
+                if data.get("is_finished"):
+                    final, error = data, None
+        except _MAPPED as exc:
+            mapped = map_error(exc, request.model)
+            if not output:
+                raise mapped from exc
+            error = mapped.message
         finally:
-            stream.close()
-        text = "".join(output)
-        if final is None:
-            final = {
-                "finish_reason": "ERROR",
-                "error": "Bedrock stream ended before the model finished",
-            }
+            stream.close()  # drops the connection, so Bedrock stops generating
         metrics = final.get("amazon-bedrock-invocationMetrics")
-        reason = _COHERE_STOP_REASONS.get(final.get("finish_reason", ""), "stop")
-        error = final.get("error") or (
-            "Cohere reported a generation error" if reason == "error" else None
-        )
-        yield ChatEnd(
-            stop_reason=reason,
-            usage=_native_usage({}, metrics, body["prompt"], text),
-            error=error,
-            metrics=_invocation_metrics(metrics),
-        )
+        usage = _native_usage({}, metrics, body["prompt"], "".join(output))
+        yield _cohere_end(final, usage, error)
 
     # -- embeddings -------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import aiohttp
+from yarl import URL
 
 from .base import (
     ChatEnd,
@@ -86,6 +87,8 @@ class OllamaProvider(Provider):
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"Ollama base URL must be http(s)://…, got {base_url!r}")
         self._base_url = base_url.rstrip("/")
+        # For messages, which reach API clients: without any `user:password@` in the URL.
+        self._public_url = str(URL(self._base_url).with_user(None))
         self._read_timeout = read_timeout
         # `connect` also bounds DNS resolution, which `sock_connect` does not cover.
         self._timeout = aiohttp.ClientTimeout(
@@ -110,7 +113,7 @@ class OllamaProvider(Provider):
     def _translate(self, exc: BaseException) -> ProviderError:
         """The one place aiohttp/timeout exceptions become `ProviderError`s."""
         if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
-            return ProviderUnavailable(f"Ollama is unreachable at {self._base_url}: {exc}")
+            return ProviderUnavailable(f"Ollama is unreachable at {self._public_url}: {exc}")
         if isinstance(exc, TimeoutError):
             reason = str(exc) or f"nothing received for {self._read_timeout:g}s"
             return UpstreamError(f"Ollama timed out: {reason}", code="upstream_timeout")
@@ -300,9 +303,11 @@ class OllamaProvider(Provider):
         return ProviderHealth(ok=True, latency_ms=latency_ms, detail=f"{count} models available")
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        # Detach first: a call made while the close is awaited then opens a session of its own,
+        # which the next aclose() closes, instead of one nobody holds any more.
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
 
 
 class _JSONLines:

@@ -12,7 +12,8 @@ Like Go's encoding/json, `<`, `>` and `&` in strings are sent as `\\u003c`-style
 Replies are scripted per model (`FakeModel.reply`/`chunks`/`thinking`, or `fake.script(...)`).
 Fault knobs are plain attributes (`chunk_delay`, `drop_after_chunks`, `stall_after_chunks`,
 `error_after_chunks`, `split_lines`, `eof_delay`; they apply to every streamed reply, chat and
-pull) plus `fail_next()`; `lines_per_write` batches lines into fewer writes for benchmarks.
+pull) plus `fail_next()`; `content_on_done` puts the last piece of a chat reply on its `done`
+line; `lines_per_write` batches lines into fewer writes for benchmarks.
 Every request is recorded in `fake.requests`; `fake.disconnected` is set (and
 `fake.disconnects` counted) when a client goes away in the middle of a streamed response.
 """
@@ -154,6 +155,8 @@ class FakeOllama:
         self.split_lines = False
         self.split_delay = 0.005
         self.lines_per_write = 1
+        # Send the last content piece on the `done` line, as Ollama does when a parser flushes.
+        self.content_on_done = False
         # Pause between the last line and the end of the chunked body (Go writes them apart).
         self.eof_delay = 0.0
         # Observations.
@@ -311,9 +314,12 @@ class FakeOllama:
         )
         think_head = head + b'"","thinking":'
         tail = b'},"done":false}\n'
+        done_content = ""
+        if self.content_on_done and content:
+            *content, done_content = content
         lines = [think_head + go_json(piece) + tail for piece in thinking]
         lines += [head + go_json(piece) + tail for piece in content]
-        last = head + b'""},' + go_json(stats)[1:] + b"\n"
+        last = head + go_json(done_content) + b"}," + go_json(stats)[1:] + b"\n"
         return _Stream(lines, last)
 
     # -- streaming with faults ---------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import math
 import socket
@@ -12,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aioboto3
 import pytest
 from aiobotocore.retries import bucket
 from botocore.eventstream import EventStreamBuffer
@@ -343,6 +345,7 @@ async def test_jurassic_uses_invoke_model_with_its_native_body(
     assert end.usage == Usage(input_tokens=20, output_tokens=2)
     (call,) = fake.requests
     assert call.operation == "InvokeModel"
+    assert (call.headers["Content-Type"], call.headers["Accept"]) == ("application/json",) * 2
     assert call.body == {
         "prompt": RENDERED,
         "maxTokens": 50,
@@ -373,6 +376,8 @@ async def test_legacy_cohere_command_streams_with_its_native_body(
     assert end.metrics["invocationLatency"] == fake.reply.latency_ms
     (call,) = fake.requests
     assert call.operation == "InvokeModelWithResponseStream"
+    # This operation's `accept` travels in its own header (botocore's service model).
+    assert call.headers["X-Amzn-Bedrock-Accept"] == "application/json"
     assert call.body == {
         "prompt": RENDERED,
         "max_tokens": 50,
@@ -522,6 +527,34 @@ async def test_access_denied_is_auth_error_with_console_hint(
         await collect(provider, chat())
 
 
+async def test_signature_errors_do_not_echo_credentials(
+    fake: FakeBedrock, provider: BedrockProvider
+) -> None:
+    # AWS echoes the canonical request (with the session token header) and, for a malformed
+    # Authorization header, the header itself (with the access key id).
+    message = (
+        "The request signature we calculated does not match the signature you provided."
+        " Check your AWS Secret Access Key and signing method.\n\n"
+        "The Canonical String for this request should have been\n'POST\n/model/x/converse\n\n"
+        "host:bedrock-runtime.us-east-1.amazonaws.com\nx-amz-security-token:fake-token\n'\n\n"
+        "The String-to-Sign should have been\n'AWS4-HMAC-SHA256\n20250101T000000Z\n'"
+    )
+    fake.fail_next(status=403, error_type="InvalidSignatureException", message=message)
+    fake.fail_next(
+        status=403,
+        error_type="IncompleteSignatureException",
+        message="'x' not a valid key=value pair in Authorization header: "
+        "'AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20250101/us-east-1/bedrock'.",
+    )
+    errors: list[str] = []
+    for _ in range(2):
+        with pytest.raises(AuthError) as info:
+            await collect(provider, chat())
+        errors.append(info.value.message)
+    assert "signature we calculated does not match" in errors[0]
+    assert not any("fake-token" in e or "AKIAIOSFODNN7EXAMPLE" in e for e in errors), errors
+
+
 async def test_throttled_twice_then_succeeds(
     fake: FakeBedrock, make_provider: MakeProvider, fast_retries: None
 ) -> None:
@@ -556,13 +589,14 @@ async def test_throttling_after_retries_is_rate_limited(
         "serviceUnavailableException",
     ],
 )
+@pytest.mark.parametrize("model", [PROFILE, COMMAND])
 async def test_mid_stream_exception_ends_with_error_after_partial_text(
-    fake: FakeBedrock, provider: BedrockProvider, exception: str
+    fake: FakeBedrock, provider: BedrockProvider, exception: str, model: str
 ) -> None:
     fake.reply = Reply(text="abcdefghij", chunks=5)
     fake.stream_exception = (exception, "the model fell over")
     fake.exception_after_chunks = 2
-    events = await collect(provider, chat())
+    events = await collect(provider, chat(model))
     assert text_of(events) == "abcd"
     end = end_of(events)
     assert end.stop_reason == "error"
@@ -587,9 +621,10 @@ async def test_read_timeout_before_the_response_is_upstream_error(
 ) -> None:
     fake.response_delay = 10
     started = time.monotonic()
-    with pytest.raises(UpstreamError, match="timed out"):
+    with pytest.raises(UpstreamError, match="timed out") as info:
         await collect(make_provider(read_timeout=0.3), chat(stream=False))
     assert time.monotonic() - started < 3
+    assert info.value.code == "upstream_timeout"  # as the Ollama provider reports it
 
 
 async def test_read_timeout_mid_stream_ends_with_error_after_partial_text(
@@ -622,6 +657,27 @@ async def test_one_client_and_connection_serve_many_requests(
         await collect(provider, chat(stream=False))
     ports = {r.client_port for r in fake.requests}
     assert len(ports) == 1
+
+
+async def test_concurrent_first_calls_create_one_client_per_service(
+    provider: BedrockProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    created: list[str] = []
+    real = aioboto3.Session.client
+
+    @contextlib.asynccontextmanager
+    async def client(self: aioboto3.Session, service: str, **kwargs: Any) -> AsyncIterator[Any]:
+        created.append(service)
+        await asyncio.sleep(0.01)  # as when credentials come over the network (ECS task role)
+        async with real(self, service, **kwargs) as made:
+            yield made
+
+    monkeypatch.setattr(aioboto3.Session, "client", client)
+    await asyncio.gather(
+        *(collect(provider, chat()) for _ in range(6)),
+        *(provider.list_models() for _ in range(3)),
+    )
+    assert sorted(created) == ["bedrock", "bedrock-runtime"]
 
 
 # -- embeddings ----------------------------------------------------------------------------------

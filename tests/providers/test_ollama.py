@@ -7,7 +7,9 @@ import base64
 import socket
 import time
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
+import aiohttp
 import pytest
 
 from providers.base import (
@@ -117,6 +119,17 @@ async def test_non_streaming_reply_is_one_delta_and_end(
     assert events[:-1] == [TextDelta(REPLY)]
     assert _end(events).usage.output_tokens == 5
     assert fake.calls("/api/chat")[0].body["stream"] is False
+
+
+async def test_content_on_the_done_line_comes_before_the_end(
+    provider: OllamaProvider, fake: FakeOllama
+) -> None:
+    fake.content_on_done = True
+
+    events = await _collect(provider.chat(_ask()))
+
+    assert [e.text for e in events[:-1]] == split(REPLY, 5)
+    assert _end(events).stop_reason == "stop"
 
 
 async def test_end_carries_exact_usage_and_durations(provider: OllamaProvider) -> None:
@@ -299,6 +312,18 @@ async def test_connection_refused_is_unavailable_fast() -> None:
     finally:
         await provider.aclose()
     assert time.monotonic() - started < 1.0
+
+
+async def test_credentials_in_the_base_url_stay_out_of_errors() -> None:
+    provider = OllamaProvider(f"http://admin:s3cret@127.0.0.1:{_closed_port()}")
+    try:
+        with pytest.raises(ProviderUnavailable) as info:
+            await _collect(provider.chat(_ask()))
+        health = await provider.health()
+    finally:
+        await provider.aclose()
+    assert "127.0.0.1" in info.value.message
+    assert not any("s3cret" in text for text in (info.value.message, health.detail or ""))
 
 
 async def test_connection_drop_mid_stream_ends_with_error_after_partial_text(
@@ -502,6 +527,29 @@ async def test_health_down() -> None:
 
     assert not health.ok
     assert health.detail and "unreachable" in health.detail
+
+
+async def test_a_call_racing_aclose_leaves_no_session_open(
+    fake: FakeOllama, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sessions: list[aiohttp.ClientSession] = []
+    real = aiohttp.ClientSession
+
+    def recorded(**kwargs: Any) -> aiohttp.ClientSession:
+        sessions.append(real(**kwargs))
+        return sessions[-1]
+
+    monkeypatch.setattr(aiohttp, "ClientSession", recorded)
+    provider = OllamaProvider(fake.url)
+    await provider.health()
+    closing = asyncio.create_task(provider.aclose())
+    await asyncio.sleep(0)  # aclose is now waiting for the connector to close
+    await provider.health()  # opens a second session while the first is closing
+    await closing
+    await provider.aclose()
+
+    assert len(sessions) == 2
+    assert all(session.closed for session in sessions)
 
 
 def test_constructor_does_no_io_and_rejects_bad_urls() -> None:
