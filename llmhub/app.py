@@ -19,7 +19,18 @@ from .errors import EXCEPTION_HANDLERS
 from .middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
 from .migrations import migrate
 from .observability import AccessLogMiddleware
-from .routes import admin, api_auth, api_keys, health, models, openai
+from .routes import (
+    admin,
+    api_auth,
+    api_chats,
+    api_generations,
+    api_keys,
+    api_search,
+    api_usage,
+    health,
+    models,
+    openai,
+)
 from .static import SpaStaticFiles
 
 log = structlog.get_logger("llmhub")
@@ -40,6 +51,12 @@ def create_app(settings: Settings) -> Starlette:
             app.state.catalog = Catalog(app.state.pool, registry)
             registry.on_models = app.state.catalog.record_seen
             registry.start()
+            from .generations import GenerationManager
+
+            generations = GenerationManager(app.state, shutdown_timeout=settings.shutdown_timeout)
+            await generations.start()
+            stack.push_async_callback(generations.shutdown)
+            app.state.generations = generations
             log.info("ready", mode=settings.mode, providers=sorted(registry.providers))
             yield
 
@@ -50,6 +67,10 @@ def create_app(settings: Settings) -> Starlette:
             *api_keys.routes,
             *admin.routes,
             *models.routes,
+            *api_chats.routes,
+            *api_generations.routes,
+            *api_search.routes,
+            *api_usage.routes,
             *openai.routes,
             Mount("/", SpaStaticFiles()),
         ],

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -83,10 +84,14 @@ async def hub(settings: Settings) -> AsyncIterator[Hub]:
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Iterator[Path]:
-    path = tmp_path / "data"
-    path.mkdir()
+def data_dir() -> Iterator[Path]:
+    """A data dir outside pytest's tmp tree: pytest keeps that tree at mode 0700 (and resets
+    it when another worker starts), which the embedded PostgreSQL's own user, used when we run
+    as root, could not traverse."""
+    path = Path(tempfile.mkdtemp(prefix="llmhub-test-data-"))
+    path.chmod(0o755)
     yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

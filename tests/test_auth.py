@@ -56,6 +56,14 @@ async def make_world(hub: Hub) -> dict[str, Any]:
     dave = await hub.signup("dave@example.com")
     alice_me = (await alice.get("/api/auth/me")).body["user"]
     alice_key = (await alice.post("/api/keys", {"name": "k"})).body["api_key"]
+    alice_chat = (await alice.post("/api/chats", {"title": "Alice's"})).body["chat"]
+    alice_answer = await sql(
+        hub,
+        "INSERT INTO messages (chat_id, user_id, role, content) "
+        "VALUES ($1, $2, 'assistant', 'hi') RETURNING id::text",
+        alice_chat["id"],
+        alice_me["id"],
+    )
     # Keys made while active keep working as credentials, so we can see what a pending or
     # disabled account is told (their sessions end when the admin changes them).
     carol_key_client = await hub.key_client(carol)
@@ -75,7 +83,14 @@ async def make_world(hub: Hub) -> dict[str, Any]:
         "bob": bob,
         "pending": carol_key_client,
         "disabled": dave_key_client,
-        "params": {"key_id": alice_key["id"], "user_id": alice_me["id"], "model_id": "llama3.2:1b"},
+        "params": {
+            "key_id": alice_key["id"],
+            "user_id": alice_me["id"],
+            "model_id": "llama3.2:1b",
+            "chat_id": alice_chat["id"],
+            "message_id": alice_answer[0]["id"],
+            "generation_id": alice_answer[0]["id"],
+        },
     }
 
 

@@ -72,12 +72,12 @@ async def test_external_database_via_database_url(database_url: str, data_dir: P
     assert not (data_dir / "postgres").exists()  # no embedded server was started
 
 
-async def test_ready_follows_the_database_down_and_back(tmp_path: Path) -> None:
-    external = EmbeddedPostgres(tmp_path / "external-pg")  # a server we may stop at will
+async def test_ready_follows_the_database_down_and_back(data_dir: Path) -> None:
+    external = EmbeddedPostgres(data_dir / "external-pg")  # a server we may stop at will
     url = await asyncio.to_thread(external.start)
     try:
         async with serve(
-            "--database-url", url, "--data-dir", str(tmp_path / "d"), env=NO_OLLAMA
+            "--database-url", url, "--data-dir", str(data_dir / "d"), env=NO_OLLAMA
         ) as server:
             await wait_for_ready_status(server.url, 200)
             await asyncio.to_thread(external.stop)

@@ -1,0 +1,475 @@
+"""Generations: model answers running as tasks owned by the app, not by an HTTP request.
+
+A `Generation` keeps every SSE frame it produced, so any number of listeners can follow it and
+a client that reconnects gets exactly the frames it missed (`Last-Event-ID`), then the live
+ones. The task persists partial content on an interval and the final state at the end; a stop
+cancels the task, which closes the provider's stream and with it the upstream request.
+
+Ownership across replicas: each process holds a PostgreSQL advisory lock under a random key and
+stamps its `streaming` rows with it. A `streaming` row whose key no live session holds was left
+by a crash; the startup (and periodic) sweep marks it `interrupted`. Reattaching to and stopping
+a generation only work on the replica running it (sticky sessions with several replicas).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import structlog
+
+from providers.base import (
+    ChatEnd,
+    ChatMessage,
+    ChatOptions,
+    ChatRequest,
+    ReasoningDelta,
+    TextDelta,
+    Usage,
+)
+from providers.errors import LLMHubError
+
+from . import model_calls
+from .auth.identity import Principal
+from .model_calls import ModelCall
+from .repo import chats as repo
+from .repo.chats import Message, Outcome
+
+log = structlog.get_logger("llmhub.generations")
+
+LOCK_NAMESPACE = 0x6C68  # "lh": the advisory-lock class of generation owners
+FLUSH_INTERVAL = 0.5  # seconds between partial-content writes of a running generation
+KEEPALIVE_INTERVAL = 15.0  # an SSE comment after this long without an event
+RETAIN_FINISHED = 300.0  # finished generations stay replayable this long
+SWEEP_INTERVAL = 60.0
+INTERRUPTED_BY_CRASH = "the server stopped before the answer was complete"
+INTERRUPTED_BY_SHUTDOWN = "the server shut down before the answer was complete"
+TITLE_TIMEOUT = 60.0
+
+
+def sse_frame(seq: int, event: str, data: dict[str, Any]) -> bytes:
+    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return f"id: {seq}\nevent: {event}\ndata: {payload}\n\n".encode()
+
+
+def usage_json(usage: Usage) -> dict[str, Any]:
+    return {
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cached_tokens": usage.cached_tokens,
+        "exact": usage.exact,
+    }
+
+
+class Generation:
+    """One running (or recently finished) answer and its log of SSE frames."""
+
+    def __init__(self, message: Message, user_id: UUID) -> None:
+        self.id = message.id
+        self.chat_id = message.chat_id
+        self.user_id = user_id
+        self.frames: list[bytes] = []
+        self.done = False
+        self.stop_as: str | None = None  # set before cancelling: "stopped" or "interrupted"
+        self.started = False  # the task has begun (a cancel would reach its try blocks)
+        self.finishing = False  # saving the final state: too late to cancel
+        self.content: list[str] = []
+        self.reasoning: list[str] = []
+        self.dirty = False  # content arrived since the last partial write
+        self.task: asyncio.Task[None] | None = None
+        self.finished_at = 0.0
+        self._wake = asyncio.Event()
+
+    def emit(self, event: str, data: dict[str, Any]) -> None:
+        self.frames.append(sse_frame(len(self.frames) + 1, event, data))
+        self._wake.set()
+        self._wake = asyncio.Event()
+
+    def close(self) -> None:
+        self.done = True
+        self.finished_at = time.monotonic()
+        self._wake.set()
+
+    async def follow(
+        self, after: int = 0, keepalive: float = KEEPALIVE_INTERVAL
+    ) -> AsyncIterator[bytes]:
+        """Frames with seq > `after`, then live ones until the end; idle gaps get comments."""
+        sent = max(0, after)
+        while True:
+            if sent < len(self.frames):
+                # Everything available in one write: a reattach replays in one go.
+                chunk = b"".join(self.frames[sent:])
+                sent = len(self.frames)
+                yield chunk
+                continue
+            if self.done:
+                return
+            wake = self._wake
+            try:
+                async with asyncio.timeout(keepalive):
+                    await wake.wait()
+            except TimeoutError:
+                yield b": keep-alive\n\n"
+
+
+@dataclass(slots=True)
+class Job:
+    """What a generation needs to run: the admitted call and the request to send."""
+
+    principal: Principal
+    call: ModelCall
+    request: ChatRequest
+    model_id: str  # as the user chose it; also the model for the title
+    first_exchange: bool  # the chat's first answer: generate a title after it
+    user_text: str
+
+
+class GenerationManager:
+    def __init__(self, state: Any, *, shutdown_timeout: float) -> None:
+        self.state = state
+        self.shutdown_timeout = shutdown_timeout
+        self.owner_key = 0
+        self._running: dict[UUID, Generation] = {}
+        self._finished: dict[UUID, Generation] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self._lock_conn: asyncpg.Connection | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self.state.pool
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Take this process's owner lock, then interrupt what crashed processes left behind."""
+        conn = await self.pool.acquire()
+        while True:
+            key = secrets.randbelow(2**31 - 1) + 1
+            if await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", LOCK_NAMESPACE, key):
+                break
+        self._lock_conn, self.owner_key = conn, key
+        swept = await repo.interrupt_orphans(self.pool, LOCK_NAMESPACE, INTERRUPTED_BY_CRASH)
+        if swept:
+            log.warning("interrupted generations left by a crash", count=swept)
+        self._spawn(self._sweep_forever(), name="generation-sweeper")
+        self._spawn(self._flush_forever(), name="generation-flusher")
+
+    async def shutdown(self) -> None:
+        """Let running generations finish for up to `shutdown_timeout`, then stop and persist."""
+        tasks = [g.task for g in self._running.values() if g.task]
+        if tasks:
+            log.info("waiting for generations", count=len(tasks))
+            await asyncio.wait(tasks, timeout=self.shutdown_timeout)
+        for generation in list(self._running.values()):
+            self._cancel(generation, "interrupted")
+        tasks = [g.task for g in self._running.values() if g.task]
+        if tasks:
+            await asyncio.wait(tasks, timeout=10)
+        for task in list(self._background):
+            task.cancel()
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=5)
+        if self._lock_conn is not None:
+            with contextlib.suppress(Exception):
+                await self._lock_conn.execute(
+                    "SELECT pg_advisory_unlock($1, $2)", LOCK_NAMESPACE, self.owner_key
+                )
+            await self.pool.release(self._lock_conn)
+            self._lock_conn = None
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            try:
+                await repo.interrupt_orphans(self.pool, LOCK_NAMESPACE, INTERRUPTED_BY_CRASH)
+            except Exception as exc:  # retried next round
+                log.warning("generation sweep failed", error=str(exc))
+
+    async def _flush_forever(self) -> None:
+        """Partial answers reach the database every FLUSH_INTERVAL, off the token path: the
+        relay never waits for a write, and a stalled stream's last tokens are saved too."""
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL)
+            due = [g for g in self._running.values() if g.dirty and not g.finishing]
+            if due:
+                await asyncio.gather(*(self._flush(g) for g in due))
+
+    async def _flush(self, generation: Generation) -> None:
+        generation.dirty = False
+        try:
+            await repo.flush_partial(
+                self.pool,
+                generation.id,
+                "".join(generation.content),
+                "".join(generation.reasoning) or None,
+            )
+        except Exception as exc:  # the final write carries everything anyway
+            log.warning("partial flush failed", generation_id=str(generation.id), error=str(exc))
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    # -- registry ------------------------------------------------------------------------------
+
+    def get(self, generation_id: UUID, user_id: UUID) -> Generation | None:
+        """A running or recently finished generation of this user's."""
+        generation = self._running.get(generation_id) or self._finished.get(generation_id)
+        return generation if generation and generation.user_id == user_id else None
+
+    def running_in_chat(self, chat_id: UUID) -> list[Generation]:
+        return [g for g in self._running.values() if g.chat_id == chat_id]
+
+    def _prune(self) -> None:
+        horizon = time.monotonic() - RETAIN_FINISHED
+        for gid in [gid for gid, g in self._finished.items() if g.finished_at < horizon]:
+            del self._finished[gid]
+
+    # -- running -------------------------------------------------------------------------------
+
+    def launch(self, job: Job, user_message: Message | None, assistant: Message) -> Generation:
+        self._prune()
+        generation = Generation(assistant, job.principal.user.id)
+        generation.emit(
+            "start",
+            {
+                "chat_id": str(assistant.chat_id),
+                "generation_id": str(assistant.id),
+                "model": job.model_id,
+                "user_message": user_message.public() if user_message else None,
+                "assistant_message": assistant.public(),
+            },
+        )
+        self._running[generation.id] = generation
+        generation.task = asyncio.create_task(
+            self._run(generation, job), name=f"generation-{generation.id}"
+        )
+        return generation
+
+    async def stop(self, generation: Generation, as_status: str = "stopped") -> None:
+        """Stop and wait until the final state is saved (not cancelled if our caller is)."""
+        if generation.done or generation.task is None:
+            return
+        self._cancel(generation, as_status)
+        await asyncio.wait([generation.task])
+
+    def _cancel(self, generation: Generation, as_status: str) -> None:
+        if generation.task is not None and not generation.finishing:
+            generation.stop_as = generation.stop_as or as_status
+            # A task cancelled before its first step would never run its own clean-up; one
+            # not yet started sees `stop_as` when it starts and finishes at once instead.
+            if generation.started:
+                generation.task.cancel()
+
+    async def _run(self, generation: Generation, job: Job) -> None:
+        started = time.monotonic()
+        content, reasoning = generation.content, generation.reasoning
+        end: ChatEnd | None = None
+        status: str | None = None
+        error: str | None = None
+        ttft_ms: int | None = None
+        generation.started = True
+        try:
+            if generation.stop_as is not None:
+                raise asyncio.CancelledError
+            stream = job.call.provider.chat(job.request)
+            try:
+                async for event in stream:
+                    if isinstance(event, TextDelta | ReasoningDelta):
+                        if ttft_ms is None:
+                            ttft_ms = round((time.monotonic() - started) * 1000)
+                        is_text = isinstance(event, TextDelta)
+                        (content if is_text else reasoning).append(event.text)
+                        generation.emit("delta" if is_text else "reasoning", {"text": event.text})
+                        generation.dirty = True
+                    elif isinstance(event, ChatEnd):
+                        end = event
+            finally:
+                await stream.aclose()
+        except asyncio.CancelledError:
+            # A stop (or shutdown): the provider stream is closed, so upstream is too. Finish
+            # normally from here on, saving the partial answer.
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            status = generation.stop_as or "interrupted"
+            if status == "interrupted":
+                error = INTERRUPTED_BY_SHUTDOWN
+        except LLMHubError as exc:
+            status, error = "error", exc.message
+        except Exception as exc:
+            log.exception("generation failed", generation_id=str(generation.id))
+            status, error = "error", f"internal error: {type(exc).__name__}"
+        if status is None:
+            if end is None:
+                status, error = "error", "the model's stream ended without a final event"
+            elif end.stop_reason == "error":
+                status, error = "error", end.error or "the model failed mid-answer"
+            elif end.stop_reason == "cancelled":
+                status = "stopped"
+            else:
+                status = "complete"
+        await self._finish(
+            generation, job, started, status, error, end, content, reasoning, ttft_ms
+        )
+
+    async def _finish(
+        self,
+        generation: Generation,
+        job: Job,
+        started: float,
+        status: str,
+        error: str | None,
+        end: ChatEnd | None,
+        content: list[str],
+        reasoning: list[str],
+        ttft_ms: int | None,
+    ) -> None:
+        generation.finishing = True
+        text, thoughts = "".join(content), "".join(reasoning) or None
+        usage = end.usage if end is not None else None
+        if usage is None or (usage.input_tokens == 0 and usage.output_tokens == 0):
+            usage = _estimate_usage(job.request, text, thoughts)
+        duration_ms = round((time.monotonic() - started) * 1000)
+        stop_reason = end.stop_reason if end is not None else None
+        if stop_reason is None and status == "stopped":
+            stop_reason = "cancelled"
+        outcome = Outcome(
+            status=status,
+            content=text,
+            reasoning=thoughts,
+            error=error,
+            stop_reason=stop_reason,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cached_tokens=usage.cached_tokens,
+            usage_exact=usage.exact,
+            ttft_ms=ttft_ms,
+            duration_ms=duration_ms,
+        )
+        try:
+            await repo.finish_message(self.pool, generation.id, outcome)
+        except Exception as exc:
+            log.error("could not save a finished answer", generation_id=str(generation.id),
+                      error=str(exc))  # fmt: skip
+        await model_calls.record(
+            self.state,
+            job.call,
+            usage,
+            status=status,
+            ttft_ms=ttft_ms,
+            duration_ms=duration_ms,
+            message_id=generation.id,
+        )
+        generation.emit(
+            "end",
+            {
+                "message_id": str(generation.id),
+                "status": status,
+                "stop_reason": stop_reason,
+                "usage": usage_json(usage),
+                "ttft_ms": ttft_ms,
+                "duration_ms": duration_ms,
+                "error": error,
+            },
+        )
+        generation.close()
+        self._running.pop(generation.id, None)
+        self._finished[generation.id] = generation
+        if status == "complete" and job.first_exchange:
+            self._spawn(self._title(generation.chat_id, job, text), name="chat-title")
+
+    # -- titles --------------------------------------------------------------------------------
+
+    async def _title(self, chat_id: UUID, job: Job, answer: str) -> None:
+        """A short title from the chat's model (or the user's chosen one); any failure leaves
+        the default title."""
+        prefs = await repo.user_preferences(self.pool, job.principal.user.id)
+        titles = prefs.get("title_generation") or {}
+        if titles.get("enabled", True) is False:
+            return
+        model_id = titles.get("model") or job.model_id
+        try:
+            call = await model_calls.admit(self.state, job.principal, model_id)
+        except LLMHubError as exc:
+            log.info("no title generated", chat_id=str(chat_id), error=exc.message)
+            return
+        request = ChatRequest(
+            model=call.model,
+            messages=[ChatMessage("user", title_prompt(job.user_text, answer))],
+            options=ChatOptions(temperature=0.2, max_tokens=24),
+        )
+        started = time.monotonic()
+        parts: list[str] = []
+        usage: Usage | None = None
+        status = "complete"
+        try:
+            async with asyncio.timeout(TITLE_TIMEOUT):
+                async for event in call.provider.chat(request):
+                    if isinstance(event, TextDelta):
+                        parts.append(event.text)
+                    elif isinstance(event, ChatEnd):
+                        usage = event.usage
+                        if event.stop_reason == "error":
+                            status = "error"
+        except (LLMHubError, TimeoutError) as exc:
+            status = "error"
+            log.info("title generation failed", chat_id=str(chat_id), error=str(exc))
+        duration_ms = round((time.monotonic() - started) * 1000)
+        await model_calls.record(
+            self.state,
+            call,
+            usage or _estimate_usage(request, "".join(parts), None),
+            status=status,
+            ttft_ms=None,
+            duration_ms=duration_ms,
+        )
+        title = clean_title("".join(parts)) if status == "complete" else ""
+        if title:
+            await repo.set_generated_title(self.pool, chat_id, title)
+
+
+def _estimate_usage(request: ChatRequest, text: str, reasoning: str | None) -> Usage:
+    """About four characters a token: for quotas when the provider reported nothing."""
+    prompt = sum(len(m.text) for m in request.messages)
+    return Usage(
+        input_tokens=(prompt + 3) // 4,
+        output_tokens=(len(text) + len(reasoning or "") + 3) // 4,
+        exact=False,
+    )
+
+
+TITLE_MAX_CHARS = 80
+
+
+def title_prompt(question: str, answer: str) -> str:
+    return (
+        "Write a short title (at most six words) for the conversation below. Reply with the "
+        "title only: no quotes, no trailing punctuation.\n\n"
+        f"User: {question[:2000]}\n\nAssistant: {answer[:2000]}"
+    )
+
+
+_TITLE_PREFIX = re.compile(r"^\s*(title\s*:\s*)", re.IGNORECASE)
+_TITLE_QUOTES = "#*_`\"' \u2018\u2019\u201c\u201d"
+_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL)
+
+
+def clean_title(raw: str) -> str:
+    text = _THINK_BLOCK.sub("", raw)
+    line = next((ln for ln in text.splitlines() if ln.strip()), "")
+    line = _TITLE_PREFIX.sub("", line).strip().strip(_TITLE_QUOTES).rstrip(".!:;,")
+    if len(line) > TITLE_MAX_CHARS:
+        line = line[: TITLE_MAX_CHARS - 1].rstrip() + "…"
+    return line
