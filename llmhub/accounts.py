@@ -14,13 +14,15 @@ from .errors import BadRequest, Conflict, NotFound
 from .repo import accounts as repo
 from .repo.accounts import ApiKey, User
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# No control characters either: emails are printed by `llmhub users list` in a terminal.
+_EMAIL_PART = r"[^@\s\x00-\x1f\x7f-\x9f]+"
+_EMAIL = re.compile(rf"{_EMAIL_PART}@{_EMAIL_PART}\.{_EMAIL_PART}")
 ROLES = ("admin", "user", "pending")
 
 
 def check_email(email: str) -> str:
     email = email.strip()
-    if len(email) > 320 or not _EMAIL.match(email):
+    if len(email) > 320 or not _EMAIL.fullmatch(email):
         raise BadRequest("email: not a valid email address", code="validation_error")
     return email
 
@@ -35,12 +37,22 @@ def check_password(password: str) -> str:
 
 
 async def create_user(
-    pool: asyncpg.Pool, email: str, password: str, *, display_name: str = "", role: str = "user"
+    pool: asyncpg.Pool,
+    email: str,
+    password: str,
+    *,
+    display_name: str = "",
+    role: str = "user",
+    first_only: bool = False,
 ) -> User:
+    """`first_only`: create the account only if it is the first (sign-up closed), deciding that
+    under the same lock as the first user's admin role, so racing sign-ups cannot both get in."""
     email = check_email(email)
     password_hash = await passwords.hash_password(check_password(password))
     async with pool.acquire() as conn:
-        return await repo.create_user(conn, email, display_name.strip(), password_hash, role)
+        return await repo.create_user(
+            conn, email, display_name.strip(), password_hash, role, first_only=first_only
+        )
 
 
 async def find_user(pool: asyncpg.Pool, email: str) -> User:
@@ -89,8 +101,11 @@ async def update_user(
         before = found[0]
         if not changes:
             return before
-        loses_admin = before.is_admin and (
-            (role is not None and role != "admin") or (disabled is True and not before.disabled)
+        # Only a working admin counts: demoting or deleting a disabled one loses nobody.
+        loses_admin = (
+            before.is_admin
+            and not before.disabled
+            and ((role is not None and role != "admin") or disabled is True)
         )
         if loses_admin and await repo.count_admins(conn) <= 1:
             raise Conflict("the last admin cannot be demoted or disabled", code="last_admin")
@@ -108,7 +123,8 @@ async def delete_user(pool: asyncpg.Pool, user_id: UUID) -> None:
         found = await repo.user_by_id(conn, user_id)
         if found is None:
             raise NotFound("user not found", code="user_not_found")
-        if found[0].is_admin and await repo.count_admins(conn) <= 1:
+        working_admin = found[0].is_admin and not found[0].disabled
+        if working_admin and await repo.count_admins(conn) <= 1:
             raise Conflict("the last admin cannot be deleted", code="last_admin")
         await repo.delete_user(conn, user_id)
 

@@ -9,6 +9,8 @@ from starlette.responses import JSONResponse, Response
 
 from providers.errors import LLMHubError, RateLimited
 
+from .observability import printable
+
 log = structlog.get_logger("llmhub.errors")
 
 
@@ -77,7 +79,7 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error", path=request.url.path)
+    log.exception("unhandled error", path=printable(request.url.path))
     return JSONResponse(error_body("internal server error", "server_error", "internal_error"), 500)
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import sys
 import time
 import uuid
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -16,30 +17,39 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 log = structlog.get_logger("llmhub")
 access_log = structlog.get_logger("llmhub.access")
 
-# Matches whole words of a key: `csrf_token` and `secret_key` are secret, `input_tokens` is not.
+# Matches whole words of a key: `csrf_token`, `x-csrf-token`, `csrfToken` and `secret_key` are
+# secret, `input_tokens` is not.
 _SECRET_KEY_NAMES = re.compile(
-    r"(^|_)(pass(word|wd)?|secret|token|api_?key|key_hash|authorization|cookie|credentials?"
-    r"|session(_id)?|dsn)($|_)",
+    r"(^|[_-])(pass(word|wd)?|secret|token|api[_-]?key|private[_-]?key|key[_-]hash"
+    r"|authorization|cookie|credentials?|session([_-]id)?|dsn)($|[_-])",
     re.I,
 )
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@/\s]+@", re.I)
-_BEARER = re.compile(r"\b(lh_[A-Za-z0-9_-]{8,}|Bearer\s+\S+)")
+_CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+# A URL's password runs to its last `@`: passwords may hold a raw `@` (or a `/`).
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):\S*@", re.I)
+_PARAM_SECRET = re.compile(
+    r"(?P<name>(?<![a-z0-9])(pass(word|wd)?|secret|token|api_?key|secret_?key)=)[^&\s'\"]+",
+    re.I,
+)
+_BEARER = re.compile(r"\b(lh_[A-Za-z0-9_-]{8,}|(?i:bearer)\s+\S+)")
 REDACTED = "[redacted]"
 
 
 def redact_text(text: str) -> str:
     text = _URL_PASSWORD.sub(r"\g<scheme>\g<user>:" + REDACTED + "@", text)
+    text = _PARAM_SECRET.sub(r"\g<name>" + REDACTED, text)
     return _BEARER.sub(REDACTED, text)
+
+
+def _is_secret_name(key: Any) -> bool:
+    return bool(_SECRET_KEY_NAMES.search(_CAMEL_HUMP.sub("_", str(key))))
 
 
 def _redact(value: Any) -> Any:
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, dict):
-        return {
-            k: REDACTED if _SECRET_KEY_NAMES.search(str(k)) else _redact(v)
-            for k, v in value.items()
-        }
+        return {k: REDACTED if _is_secret_name(k) else _redact(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_redact(v) for v in value]
     return value
@@ -50,7 +60,7 @@ def redact_secrets(
 ) -> MutableMapping[str, Any]:
     """Last line of defence: no key that names a secret, and no password in a URL, reaches a log."""
     for key, value in event_dict.items():
-        if _SECRET_KEY_NAMES.search(key):
+        if _is_secret_name(key):
             event_dict[key] = REDACTED
         elif isinstance(value, str | dict | list | tuple):
             event_dict[key] = _redact(value)
@@ -67,11 +77,14 @@ def configure_logging(level: str = "info", json_logs: bool = False) -> None:
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if json_logs
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        else structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(), exception_formatter=_redacted_traceback
+        )
     )
+    # Tracebacks become text before redaction: an exception's message can hold a secret.
     tail: list[Any] = [structlog.processors.format_exc_info] if json_logs else []
     structlog.configure(
-        processors=[*shared, redact_secrets, *tail, renderer],
+        processors=[*shared, *tail, redact_secrets, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level_no),
         logger_factory=structlog.WriteLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
@@ -83,8 +96,8 @@ def configure_logging(level: str = "info", json_logs: bool = False) -> None:
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                redact_secrets,
                 *tail,
+                redact_secrets,
                 renderer,
             ],
         )
@@ -100,7 +113,20 @@ def configure_logging(level: str = "info", json_logs: bool = False) -> None:
         logging.getLogger(noisy).setLevel(max(level_no, logging.WARNING))
 
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+def _redacted_traceback(sio: TextIO, exc_info: Any) -> None:
+    """The console's traceback: plain (never with local variables), and redacted."""
+    buffer = io.StringIO()
+    structlog.dev.plain_traceback(buffer, exc_info)
+    sio.write(redact_text(buffer.getvalue()))
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """Control characters escaped: a path must not start a fake log line or recolour a terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 class AccessLogMiddleware:
@@ -133,7 +159,7 @@ class AccessLogMiddleware:
             access_log.info(
                 "request",
                 method=scope["method"],
-                path=scope["path"],
+                path=printable(scope["path"]),
                 status=status,
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
             )
@@ -144,5 +170,5 @@ def _incoming_request_id(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == b"x-request-id":
             candidate = value.decode("latin-1")
-            return candidate if _REQUEST_ID.match(candidate) else None
+            return candidate if _REQUEST_ID.fullmatch(candidate) else None
     return None

@@ -150,14 +150,17 @@ def check_same_origin(request: Request) -> None:
     source = request.headers.get("origin") or request.headers.get("referer")
     if not source:
         return
-    parts = urlsplit(source)
-    ours = request.url
     default_port = {"http": 80, "https": 443}
-    same = (
-        parts.scheme == ours.scheme
-        and parts.hostname == ours.hostname
-        and (parts.port or default_port.get(parts.scheme))
-        == (ours.port or default_port.get(ours.scheme))
-    )
+    try:
+        parts = urlsplit(source)
+        ours = request.url
+        same = (
+            parts.scheme == ours.scheme
+            and parts.hostname == ours.hostname
+            and (parts.port or default_port.get(parts.scheme))
+            == (ours.port or default_port.get(ours.scheme))
+        )
+    except ValueError:  # a malformed port or IPv6 literal, in their URL or in our Host header
+        same = False
     if not same:
         raise Forbidden("cross-origin request refused", code="csrf_failed")

@@ -7,16 +7,20 @@ token quotas are fixed windows we increment by the tokens a call used, after the
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import math
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from limits import RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import StorageError
 
-from providers.errors import RateLimited
+from providers.errors import ProviderUnavailable, RateLimited
 
 from .identity import Principal
 
@@ -28,6 +32,32 @@ def make_storage(redis_url: str | None) -> Storage:
     if redis_url is None:
         return MemoryStorage()
     return RedisStorage(redis_url, implementation="redispy", key_prefix="llmhub")
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _storage_down_is_503(
+    method: Callable[Concatenate[Any, P], Awaitable[R]],
+) -> Callable[Concatenate[Any, P], Awaitable[R]]:
+    """Redis unreachable: a 503 saying so, not a 500. Limits are not silently skipped."""
+
+    @functools.wraps(method)
+    async def guarded(self: Any, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(self, *args, **kwargs)
+        except (StorageError, *_as_tuple(self.storage.base_exceptions)) as exc:
+            raise ProviderUnavailable(
+                "the rate-limit store is unavailable; try again shortly",
+                code="limits_unavailable",
+            ) from exc
+
+    return guarded
+
+
+def _as_tuple(exceptions: Any) -> tuple[type[BaseException], ...]:
+    return exceptions if isinstance(exceptions, tuple) else (exceptions,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +82,7 @@ class ModelCallLimiter:
         self.storage = storage
         self._moving = MovingWindowRateLimiter(storage)
 
+    @_storage_down_is_503
     async def admit(self, buckets: list[Bucket]) -> None:
         """Before a model call: raise `RateLimited` if any bucket is over a limit."""
         for bucket in buckets:
@@ -76,6 +107,7 @@ class ModelCallLimiter:
                     code="rate_limit_requests",
                 )
 
+    @_storage_down_is_503
     async def record_tokens(self, buckets: list[Bucket], tokens: int) -> None:
         if tokens <= 0:
             return
@@ -100,7 +132,13 @@ def _token_key(bucket: Bucket, name: str) -> str:
 
 
 class LoginThrottle:
-    """Exponential back-off per account and per client address after repeated failures."""
+    """Exponential back-off per account and per client address after repeated failures.
+
+    An attempt counts as a failure from the moment it starts (`succeeded` takes it back), so a
+    burst of parallel guesses cannot all start before the first of them has failed. Past the
+    free failures, one attempt may start per back-off period: whoever takes the `:locked` key
+    first; the others are refused and not counted.
+    """
 
     MAX_BACKOFF = 900  # seconds
     FORGET_AFTER = 3600  # failures older than this no longer count
@@ -110,29 +148,67 @@ class LoginThrottle:
         self.free_failures = free_failures
 
     @staticmethod
-    def _keys(email: str, ip: str | None) -> list[str]:
-        return [f"login:account:{email.lower()}", *([f"login:ip:{ip}"] if ip else [])]
+    def _keys(account: str, ip: str | None) -> list[str]:
+        # The address first: a throttled address is refused before an account key is made.
+        return [*([f"login:ip:{_address_block(ip)}"] if ip else []), f"login:account:{account}"]
 
-    async def check(self, email: str, ip: str | None) -> None:
-        for key in self._keys(email, ip):
-            if await self.storage.get(key + ":locked"):
-                wait = await self.storage.get_expiry(key + ":locked") - time.time()
-                raise RateLimited(
-                    "too many failed sign-in attempts; try again later",
-                    retry_after=max(1.0, math.ceil(wait)),
-                    code="login_throttled",
-                )
+    def _backoff(self, failures: int) -> int:
+        return min(self.MAX_BACKOFF, 2 ** max(0, failures - self.free_failures))
 
-    async def failed(self, email: str, ip: str | None) -> None:
-        for key in self._keys(email, ip):
+    @_storage_down_is_503
+    async def check(self, account: str, ip: str | None) -> None:
+        """Before a password is checked: counts the attempt, or raises `RateLimited`."""
+        counted: list[str] = []
+        locked: list[str] = []
+        for key in self._keys(account, ip):
             failures = await self.storage.incr(key, self.FORGET_AFTER)
-            if failures >= self.free_failures:
-                backoff = min(self.MAX_BACKOFF, 2 ** (failures - self.free_failures))
-                await self.storage.clear(key + ":locked")
-                await self.storage.incr(key + ":locked", backoff)
+            counted.append(key)
+            if failures < self.free_failures:
+                continue
+            lock = key + ":locked"
+            if await self.storage.incr(lock, self._backoff(failures)) == 1:
+                locked.append(lock)  # ours until this attempt fails (or expires)
+                continue
+            wait = await self.storage.get_expiry(lock) - time.time()
+            for taken in counted:  # a refused attempt is not a guess
+                await self.storage.incr(taken, self.FORGET_AFTER, amount=-1)
+            for taken in locked:
+                await self.storage.clear(taken)
+            raise RateLimited(
+                "too many failed sign-in attempts; try again later",
+                retry_after=max(1.0, math.ceil(wait)),
+                code="login_throttled",
+            )
 
-    async def succeeded(self, email: str, ip: str | None) -> None:
-        await self.storage.clear(self._keys(email, None)[0])
+    @_storage_down_is_503
+    async def failed(self, account: str, ip: str | None) -> None:
+        """The password was wrong: back off from now, for longer the more failures there are."""
+        for key in self._keys(account, ip):
+            failures = await self.storage.get(key)
+            if failures >= self.free_failures:
+                await self.storage.clear(key + ":locked")
+                await self.storage.incr(key + ":locked", self._backoff(failures))
+
+    @_storage_down_is_503
+    async def succeeded(self, account: str, ip: str | None) -> None:
+        *ip_key, account_key = self._keys(account, ip)
+        await self.storage.clear(account_key)
+        await self.storage.clear(account_key + ":locked")
+        for key in ip_key:  # people behind one NAT address sign in all day
+            await self.storage.incr(key, self.FORGET_AFTER, amount=-1)
+
+
+def _address_block(ip: str) -> str:
+    """IPv6 clients get a /64 each, so an address is counted with its /64 neighbours."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
 def describe(limits: dict[str, Any]) -> dict[str, int]:

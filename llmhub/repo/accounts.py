@@ -9,7 +9,7 @@ from uuid import UUID
 
 import asyncpg
 
-from ..errors import Conflict
+from ..errors import Conflict, Forbidden
 from . import Db
 
 _USER_FIELDS = (
@@ -114,13 +114,22 @@ def _key(row: asyncpg.Record) -> ApiKey:
 
 
 async def create_user(
-    conn: asyncpg.Connection, email: str, display_name: str, password_hash: str, role: str
+    conn: asyncpg.Connection,
+    email: str,
+    display_name: str,
+    password_hash: str,
+    role: str,
+    *,
+    first_only: bool = False,
 ) -> User:
-    """Insert a user; the first user ever becomes admin whatever `role` says."""
+    """Insert a user; the first user ever becomes admin whatever `role` says. With `first_only`,
+    anyone but the first is refused (sign-up closed)."""
     async with conn.transaction():
         # Serialise signups so two racing first users cannot both become admin.
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('llmhub.signup'))")
         first = not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM users)")
+        if first_only and not first:
+            raise Forbidden("sign-up is closed; ask an admin for an account", code="signup_closed")
         try:
             row = await conn.fetchrow(
                 f"INSERT INTO users AS u (email, display_name, password_hash, role) "

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import functools
 import json
+import math
+import re
 from collections.abc import Awaitable, Callable
-from typing import Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -45,6 +47,21 @@ def principal(request: Request) -> Principal:
     return request.state.principal
 
 
+# PostgreSQL cannot store NUL in text, and a lone surrogate cannot be encoded as UTF-8 at all.
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _no_control_characters(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+# Names people choose and others see, in the UI and printed by the CLI in a terminal.
+Name = Annotated[str, AfterValidator(_no_control_characters)]
+
+
 class Body(BaseModel):
     """Request bodies: unknown fields are an error, not silently ignored."""
 
@@ -53,14 +70,55 @@ class Body(BaseModel):
 
 async def read_body(request: Request, model: type[M]) -> M:
     raw = await request.body()
-    try:
-        data = json.loads(raw) if raw else {}
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BadRequest("request body is not valid JSON", code="invalid_json") from None
+    data = load_json(raw) if raw else {}
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise BadRequest(describe_validation_error(exc), code="validation_error") from None
+
+
+def load_json(raw: bytes) -> Any:
+    """Strict JSON whose every string can be stored: BadRequest (400) for anything else, never a
+    500 for a body nested too deep, an integer too long, NaN or Infinity, NUL or a lone surrogate.
+    """
+    try:
+        data = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
+    except (ValueError, RecursionError):  # ValueError covers JSONDecodeError and bad UTF-8
+        raise BadRequest("request body is not valid JSON", code="invalid_json") from None
+    if not _storable(data):
+        raise BadRequest(
+            "text must not contain NUL characters or unpaired surrogates",
+            code="validation_error",
+        )
+    return data
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("number out of range")
+    return value
+
+
+def _storable(data: Any) -> bool:
+    """Every string (and key) in parsed JSON can be stored as PostgreSQL text. Iterative: the
+    parser allows nesting nearly as deep as the recursion limit."""
+    pending = [data]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            if _UNSTORABLE.search(value):
+                return False
+        elif isinstance(value, dict):
+            pending.extend(value)
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return True
 
 
 def describe_validation_error(exc: ValidationError) -> str:

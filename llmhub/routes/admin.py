@@ -12,8 +12,9 @@ from starlette.routing import Route
 from .. import accounts
 from ..auth.limits import describe
 from ..auth.passwords import MAX_LENGTH
+from ..errors import BadRequest
 from ..repo import accounts as repo
-from ._endpoint import Body, endpoint, read_body
+from ._endpoint import Body, Name, endpoint, read_body
 from .api_keys import path_uuid
 
 
@@ -29,7 +30,7 @@ class Limits(Body):
 class UpdateUserBody(Body):
     role: Literal["admin", "user", "pending"] | None = None
     disabled: bool | None = None
-    display_name: str | None = Field(None, max_length=200)
+    display_name: Name | None = Field(None, max_length=200)
     limits: Limits | None = None
 
 
@@ -40,6 +41,10 @@ class PasswordResetBody(Body):
 @endpoint("admin")
 async def list_users(request: Request) -> Response:
     role = request.query_params.get("role")
+    if role is not None and role not in accounts.ROLES:
+        raise BadRequest(
+            f"role: must be one of {', '.join(accounts.ROLES)}", code="validation_error"
+        )
     users = await repo.list_users(request.app.state.pool, role)
     return JSONResponse({"data": [u.public() for u in users]})
 

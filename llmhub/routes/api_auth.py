@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from pydantic import Field
@@ -15,13 +16,13 @@ from ..auth.identity import SESSION_COOKIE, Authenticator, Principal
 from ..errors import Forbidden, Unauthorized
 from ..repo import accounts as repo
 from ..repo.accounts import User
-from ._endpoint import Body, endpoint, principal, read_body
+from ._endpoint import Body, Name, endpoint, principal, read_body
 
 
 class SignupBody(Body):
     email: str = Field(max_length=320)
     password: str = Field(max_length=passwords.MAX_LENGTH)
-    display_name: str = Field("", max_length=200)
+    display_name: Name = Field("", max_length=200)
 
 
 class LoginBody(Body):
@@ -35,7 +36,19 @@ class PasswordBody(Body):
 
 
 def _client_ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
+    """The client's address for throttling and the session list, or None if it is not an IP.
+
+    Behind the load balancer (aws mode) it is the last X-Forwarded-For entry: the one the
+    load balancer appended. Entries before it are whatever the client chose to send.
+    """
+    host = request.client.host if request.client else None
+    if request.app.state.settings.trust_proxy_headers:
+        forwarded = ",".join(request.headers.getlist("x-forwarded-for"))
+        host = forwarded.rsplit(",", 1)[-1].strip() or host
+    try:
+        return str(ipaddress.ip_address(host or ""))
+    except ValueError:
+        return None
 
 
 async def _start_session(request: Request, user: User, status: int = 200) -> Response:
@@ -92,7 +105,12 @@ async def signup(request: Request) -> Response:
         raise Forbidden("sign-up is closed; ask an admin for an account", code="signup_closed")
     role = "pending" if policy == "approval" else "user"
     user = await accounts.create_user(
-        pool, body.email, body.password, display_name=body.display_name, role=role
+        pool,
+        body.email,
+        body.password,
+        display_name=body.display_name,
+        role=role,
+        first_only=policy == "closed",  # checked again under the lock: sign-ups can race
     )
     if user.role == "pending":
         return JSONResponse({"user": user.public(), "pending": True}, 202)
@@ -106,14 +124,17 @@ async def login(request: Request) -> Response:
     pool = request.app.state.pool
     throttle = request.app.state.login_throttle
     ip = _client_ip(request)
-    await throttle.check(body.email, ip)
-    found = await repo.user_by_email(pool, body.email.strip())
+    email = body.email.strip()
+    found = await repo.user_by_email(pool, email)
+    # Throttle the account itself, however its email is spelt; unknown emails by their text.
+    account = f"id:{found[0].id}" if found else f"email:{email.lower()}"
+    await throttle.check(account, ip)
     if not await passwords.verify_password(found[1] if found else None, body.password):
-        await throttle.failed(body.email, ip)
+        await throttle.failed(account, ip)
         raise Unauthorized("wrong email or password", code="invalid_credentials")
     assert found is not None
     user, password_hash = found
-    await throttle.succeeded(body.email, ip)
+    await throttle.succeeded(account, ip)
     if user.disabled:
         raise Forbidden("this account is disabled", code="account_disabled")
     if user.role == "pending":
@@ -161,9 +182,15 @@ async def change_password(request: Request) -> Response:
     body = await read_body(request, PasswordBody)
     current: Principal = principal(request)
     auth: Authenticator = request.app.state.auth
+    # Guessing the current password meets the same back-off as signing in.
+    throttle = request.app.state.login_throttle
+    account, ip = f"id:{current.user.id}", _client_ip(request)
+    await throttle.check(account, ip)
     found = await repo.user_by_id(auth.pool, current.user.id)
     if found is None or not await passwords.verify_password(found[1], body.current_password):
+        await throttle.failed(account, ip)
         raise Forbidden("current password is wrong", code="invalid_credentials")
+    await throttle.succeeded(account, ip)
     await accounts.set_password(auth.pool, current.user.id, body.new_password)
     auth.forget_user(current.user.id)
     if current.session_id is None:

@@ -11,13 +11,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import accounts
-from ..errors import BadRequest, NotFound
+from ..errors import BadRequest, Forbidden, NotFound
 from ..repo import accounts as repo
-from ._endpoint import Body, endpoint, principal, read_body
+from ._endpoint import Body, Name, endpoint, principal, read_body
 
 
 class CreateKeyBody(Body):
-    name: str = Field("", max_length=200)
+    name: Name = Field("", max_length=200)
     expires_at: datetime | None = None
     allowed_models: list[str] | None = Field(None, max_length=500)
 
@@ -30,6 +30,14 @@ def path_uuid(request: Request, name: str) -> UUID:
         raise NotFound("not found") from None
 
 
+def _check_key_management(request: Request) -> None:
+    """A key limited to some models or to its own limits must not mint or revoke keys: a new key
+    would carry none of its restrictions."""
+    key = principal(request).api_key
+    if key is not None and (key.allowed_models is not None or key.limits):
+        raise Forbidden("this API key is restricted and cannot manage API keys", code="key_scope")
+
+
 @endpoint("user")
 async def list_keys(request: Request) -> Response:
     keys = await repo.list_api_keys(request.app.state.pool, principal(request).user.id)
@@ -38,10 +46,14 @@ async def list_keys(request: Request) -> Response:
 
 @endpoint("user")
 async def create_key(request: Request) -> Response:
+    _check_key_management(request)
     body = await read_body(request, CreateKeyBody)
     expires_at = body.expires_at
     if expires_at is not None:
-        expires_at = expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC)
+        try:
+            expires_at = expires_at.replace(tzinfo=expires_at.tzinfo or UTC).astimezone(UTC)
+        except OverflowError:  # past datetime.max once in UTC: could not be read back
+            raise BadRequest("expires_at: out of range", code="validation_error") from None
         if expires_at <= datetime.now(UTC):
             raise BadRequest("expires_at: must be in the future", code="validation_error")
     key, record = await accounts.create_api_key(
@@ -56,6 +68,7 @@ async def create_key(request: Request) -> Response:
 
 @endpoint("user")
 async def revoke_key(request: Request) -> Response:
+    _check_key_management(request)
     key_id = path_uuid(request, "key_id")
     revoked = await repo.revoke_api_key(request.app.state.pool, principal(request).user.id, key_id)
     if revoked is None:
