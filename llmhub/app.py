@@ -16,7 +16,11 @@ from . import db
 from .catalog import Catalog
 from .config import Settings, load_or_create_secret_key
 from .errors import EXCEPTION_HANDLERS
-from .middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
+from .middleware import (
+    BodySizeLimitMiddleware,
+    SecurityHeadersMiddleware,
+    UnexpectedErrorMiddleware,
+)
 from .migrations import migrate
 from .observability import AccessLogMiddleware
 from .routes import (
@@ -76,8 +80,9 @@ def create_app(settings: Settings) -> Starlette:
         ],
         middleware=[
             Middleware(AccessLogMiddleware),
-            Middleware(SecurityHeadersMiddleware),
+            Middleware(SecurityHeadersMiddleware, hsts=settings.secure_cookies),
             Middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes),
+            Middleware(UnexpectedErrorMiddleware),
         ],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=lifespan,
@@ -108,7 +113,13 @@ async def _open_database(app: Starlette, settings: Settings, stack: Any) -> None
 
 def _set_up_auth(app: Starlette, settings: Settings) -> None:
     from .auth.identity import Authenticator
-    from .auth.limits import DefaultLimits, LoginThrottle, ModelCallLimiter, make_storage
+    from .auth.limits import (
+        DefaultLimits,
+        LoginThrottle,
+        ModelCallLimiter,
+        SignupLimiter,
+        make_storage,
+    )
 
     pool = app.state.pool
     storage = make_storage(settings.redis_url)
@@ -117,6 +128,7 @@ def _set_up_auth(app: Starlette, settings: Settings) -> None:
     )
     app.state.limiter = ModelCallLimiter(storage)
     app.state.login_throttle = LoginThrottle(storage, settings.login_failures_before_backoff)
+    app.state.signup_limiter = SignupLimiter(storage, settings.signups_per_hour_per_address)
     app.state.default_limits = DefaultLimits(pool, settings.limits.model_dump())
 
 

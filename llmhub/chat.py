@@ -7,10 +7,10 @@ import re
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from providers.base import ChatMessage, ChatOptions, ChatRequest
 
@@ -228,6 +228,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _to_utc(value: datetime) -> datetime:
+    """PostgreSQL stores timestamps in UTC; one that overflows on the way there is refused."""
+    try:
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    except OverflowError:
+        raise ValueError("date out of range") from None
+
+
+# What the columns hold: integer (int4) counts, and timestamps PostgreSQL can store.
+Count = Annotated[int, Field(ge=0, le=2**31 - 1)]
+Timestamp = Annotated[datetime, AfterValidator(_to_utc)]
+
+
 class ExportedMessage(_Strict):
     id: UUID
     parent_id: UUID | None = None
@@ -239,14 +252,14 @@ class ExportedMessage(_Strict):
     status: Literal["complete", "streaming", "stopped", "error", "interrupted"] = "complete"
     error: str | None = None
     stop_reason: str | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cached_tokens: int | None = None
+    input_tokens: Count | None = None
+    output_tokens: Count | None = None
+    cached_tokens: Count | None = None
     usage_exact: bool | None = None
-    ttft_ms: int | None = None
-    duration_ms: int | None = None
-    created_at: datetime
-    updated_at: datetime
+    ttft_ms: Count | None = None
+    duration_ms: Count | None = None
+    created_at: Timestamp
+    updated_at: Timestamp
 
 
 class ExportedChat(_Strict):
@@ -258,15 +271,15 @@ class ExportedChat(_Strict):
     pinned: bool = False
     archived: bool = False
     current_leaf_id: UUID | None = None
-    created_at: datetime
-    updated_at: datetime
+    created_at: Timestamp
+    updated_at: Timestamp
     messages: list[ExportedMessage] = Field(default_factory=list)
 
 
 class ExportDocument(_Strict):
     format: Literal["llmhub.chats"]
     version: Literal[1]
-    exported_at: datetime | None = None
+    exported_at: Timestamp | None = None
     chats: list[ExportedChat] = Field(max_length=100_000)
 
 

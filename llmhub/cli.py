@@ -157,7 +157,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         access_log=False,
         server_header=False,
         proxy_headers=True,
-        forwarded_allow_ips="*" if settings.trust_proxy_headers else "127.0.0.1",
+        forwarded_allow_ips=settings.trusted_proxies,
         timeout_graceful_shutdown=settings.shutdown_timeout,
     )
     server = _AnnouncingServer(config)
@@ -346,7 +346,12 @@ async def _run_admin(settings: Settings, args: argparse.Namespace, password: str
             from uuid import UUID
 
             user = await accounts.find_user(pool, args.user)
-            if await repo.revoke_api_key(pool, user.id, UUID(args.key_id)) is None:
+            try:
+                key_id = UUID(args.key_id)
+            except ValueError:
+                print(f"llmhub: {args.key_id!r} is not a key id", file=sys.stderr)
+                return EXIT_FAILURE
+            if await repo.revoke_api_key(pool, user.id, key_id) is None:
                 print("llmhub: no such key for that user", file=sys.stderr)
                 return EXIT_FAILURE
             print(f"revoked {args.key_id}")

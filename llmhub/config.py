@@ -102,12 +102,14 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "console", "json"] = "auto"
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    forwarded_allow_ips: str | None = None
     shutdown_timeout: float = Field(30.0, ge=0)
     catalog_ttl: float = Field(300.0, gt=0)
     signup_policy: Literal["open", "approval", "closed"] = "open"
     session_idle_timeout: float = Field(7 * 86400, gt=0)
     session_max_age: float = Field(30 * 86400, gt=0)
     login_failures_before_backoff: int = Field(5, ge=1)
+    signups_per_hour_per_address: int = Field(20, ge=0)
     limits: LimitSettings = LimitSettings()
     ollama: OllamaSettings = OllamaSettings()
     bedrock: BedrockSettings = BedrockSettings()
@@ -153,6 +155,13 @@ class Settings(BaseSettings):
     @property
     def trust_proxy_headers(self) -> bool:
         return self.mode == "aws"
+
+    @property
+    def trusted_proxies(self) -> str:
+        """Whose X-Forwarded-* headers count: the configured list, else the mode's default."""
+        if self.forwarded_allow_ips is not None:
+            return self.forwarded_allow_ips
+        return "*" if self.mode == "aws" else "127.0.0.1"
 
     @property
     def json_logs(self) -> bool:

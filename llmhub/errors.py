@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import structlog
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from providers.errors import LLMHubError, RateLimited
-
-from .observability import printable
-
-log = structlog.get_logger("llmhub.errors")
 
 
 class BadRequest(LLMHubError):
@@ -78,13 +73,9 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     )
 
 
-async def handle_unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error", path=printable(request.url.path))
-    return JSONResponse(error_body("internal server error", "server_error", "internal_error"), 500)
-
-
+# Unexpected exceptions are caught by `middleware.UnexpectedErrorMiddleware`, inside the
+# security-header and request-id middleware, so even a 500 carries both.
 EXCEPTION_HANDLERS = {
     LLMHubError: handle_llmhub_error,
     HTTPException: handle_http_exception,
-    Exception: handle_unexpected,
 }

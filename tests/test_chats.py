@@ -175,10 +175,20 @@ async def test_import_rejects_broken_documents(chat_hub: Hub) -> None:
     ):
         refused = await alice.post("/api/chats/import", bad)
         assert refused.status == 400 and refused.error_code == "invalid_import", refused.text
-    garbage = await alice.post(
-        "/api/chats/import", data=b"not json", headers={"Content-Type": "application/json"}
-    )
-    assert garbage.status == 400
+    # Values PostgreSQL cannot store are refused up front, never a 500 half-way through.
+    for bad in (
+        {**doc, "chats": [{**chat, "title": "nul\u0000byte"}]},
+        {**doc, "chats": [{**chat, "messages": [{**message, "content": "a\u0000b"}]}]},
+        {**doc, "chats": [{**chat, "messages": [{**message, "input_tokens": 99999999999}]}]},
+        {**doc, "chats": [{**chat, "created_at": "9999-12-31T23:59:59-23:59"}]},
+    ):
+        refused = await alice.post("/api/chats/import", bad)
+        assert refused.status == 400, refused.text
+    for raw in (b"not json", b'{"format": "llmhub.chats", "version": 1, "chats": [], "x": NaN}'):
+        garbage = await alice.post(
+            "/api/chats/import", data=raw, headers={"Content-Type": "application/json"}
+        )
+        assert garbage.status == 400
     assert len((await alice.get("/api/chats")).body["data"]) == 1
 
 

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from limits import RateLimitItemPerMinute
+from limits import RateLimitItemPerHour, RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
@@ -196,6 +196,27 @@ class LoginThrottle:
         await self.storage.clear(account_key + ":locked")
         for key in ip_key:  # people behind one NAT address sign in all day
             await self.storage.incr(key, self.FORGET_AFTER, amount=-1)
+
+
+class SignupLimiter:
+    """At most `per_hour` new accounts per address (block): each costs a slow hash and a row."""
+
+    def __init__(self, storage: Storage, per_hour: int) -> None:
+        self.storage = storage
+        self._moving = MovingWindowRateLimiter(storage)
+        self.item = RateLimitItemPerHour(per_hour)
+
+    @_storage_down_is_503
+    async def admit(self, ip: str | None) -> None:
+        if ip is None or self.item.amount == 0:
+            return
+        if not await self._moving.hit(self.item, "signup", _address_block(ip)):
+            stats = await self._moving.get_window_stats(self.item, "signup", _address_block(ip))
+            raise RateLimited(
+                "too many accounts created from this address; try again later",
+                retry_after=max(1.0, stats.reset_time - time.time()),
+                code="signup_throttled",
+            )
 
 
 def _address_block(ip: str) -> str:

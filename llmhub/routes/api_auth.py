@@ -103,6 +103,7 @@ async def signup(request: Request) -> Response:
     is_first = not await pool.fetchval("SELECT EXISTS (SELECT 1 FROM users)")
     if policy == "closed" and not is_first:
         raise Forbidden("sign-up is closed; ask an admin for an account", code="signup_closed")
+    await request.app.state.signup_limiter.admit(_client_ip(request))
     role = "pending" if policy == "approval" else "user"
     user = await accounts.create_user(
         pool,

@@ -20,7 +20,14 @@ from ..errors import BadRequest, NotFound
 from ..model_calls import check_model_allowed
 from ..repo import chats as repo
 from ..repo.chats import ChatCursor
-from ._endpoint import Body, describe_validation_error, endpoint, principal, read_body
+from ._endpoint import (
+    Body,
+    describe_validation_error,
+    endpoint,
+    load_json,
+    principal,
+    read_body,
+)
 from .api_keys import path_uuid
 
 DEFAULT_PAGE = 50
@@ -242,9 +249,9 @@ async def export_chat(request: Request) -> Response:
 
 @endpoint("user")
 async def import_chats(request: Request) -> Response:
-    raw = await request.body()
+    data = load_json(await request.body())
     try:
-        document = chats.ExportDocument.model_validate_json(raw)
+        document = chats.ExportDocument.model_validate(data)
     except ValidationError as exc:
         raise BadRequest(describe_validation_error(exc), code="invalid_import") from None
     prepared = chats.prepare_import(document)

@@ -15,7 +15,7 @@ from providers.errors import LLMHubError, Unsupported
 
 from ..errors import NotFound, error_body
 from ..repo import models as repo
-from ._endpoint import Body, endpoint, read_body
+from ._endpoint import Body, endpoint, principal, read_body
 
 
 class UpdateModelBody(Body):
@@ -32,16 +32,25 @@ async def visible_models(request: Request) -> list[dict[str, Any]]:
     return await request.app.state.catalog.visible()
 
 
-def _providers(request: Request) -> dict[str, dict[str, Any]]:
+def _providers(request: Request, *, details: bool = True) -> dict[str, dict[str, Any]]:
+    """Provider health; the error details name internal hosts, so only admins get them."""
     return {
-        name: {"ok": h.ok, "latency_ms": h.latency_ms, "detail": h.detail}
+        name: {"ok": h.ok, "latency_ms": h.latency_ms, "detail": h.detail if details else None}
         for name, h in request.app.state.registry.health().items()
     }
 
 
+def _model_id(request: Request) -> str:
+    model_id: str = request.path_params["model_id"]
+    if not 0 < len(model_id) <= 300 or not model_id.isprintable():
+        raise NotFound(f"model {model_id[:300]!r} is not in the catalog", code="model_not_found")
+    return model_id
+
+
 @endpoint("user")
 async def list_models(request: Request) -> Response:
-    return JSONResponse({"data": await visible_models(request), "providers": _providers(request)})
+    providers = _providers(request, details=principal(request).user.is_admin)
+    return JSONResponse({"data": await visible_models(request), "providers": providers})
 
 
 @endpoint("admin")
@@ -71,7 +80,7 @@ async def admin_list_models(request: Request) -> Response:
 @endpoint("admin")
 async def admin_update_model(request: Request) -> Response:
     body = await read_body(request, UpdateModelBody)
-    model_id = request.path_params["model_id"]
+    model_id = _model_id(request)
     row = await repo.update_model(
         request.app.state.pool, model_id, enabled=body.enabled, display_name=body.display_name
     )
@@ -134,7 +143,7 @@ def _event(name: str, payload: dict[str, Any]) -> bytes:
 
 @endpoint("admin")
 async def admin_delete_model(request: Request) -> Response:
-    model_id: str = request.path_params["model_id"]
+    model_id = _model_id(request)
     registry = request.app.state.registry
     provider, native_id = registry.resolve(model_id)
     _pull_provider(request, provider.name)
