@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("~/.local/share/llmhub")
     database_url: PostgresUrl | None = None
     db_pool_min: int = Field(1, ge=0)
-    db_pool_max: int = Field(10, ge=1)
+    db_pool_max: int = Field(10, ge=2)  # one connection is held by the generation manager
     db_connect_timeout: float = Field(30.0, gt=0)
     migrate_on_start: bool = True
     secret_key: SecretStr | None = None

@@ -99,6 +99,7 @@ def test_aws_profile(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"mode": "aws"}, "database_url: required in aws mode"),
         ({"mode": "aws", "database_url": "postgresql://db/x"}, "secret_key: required in aws"),
         ({"db_pool_min": 5, "db_pool_max": 2}, "db_pool_min: must not exceed db_pool_max"),
+        ({"db_pool_max": 1}, "db_pool_max: Input should be greater than or equal to 2"),
         ({"colour": "blue"}, "colour: unknown setting"),
     ],
 )
