@@ -62,10 +62,9 @@ async def module_fake() -> AsyncIterator[FakeOllama]:
 
 @pytest.fixture
 def fake(module_fake: FakeOllama) -> Iterator[FakeOllama]:
-    module_fake.requests.clear()
+    module_fake.reset()
     yield module_fake
-    module_fake.drop_after_chunks = None
-    module_fake._faults.clear()
+    module_fake.reset()  # tests that do not ask for `fake` share it too
 
 
 @pytest.fixture(scope="module")

@@ -94,13 +94,9 @@ async def module_fake() -> AsyncIterator[FakeOllama]:
 @pytest.fixture
 def fake(module_fake: FakeOllama) -> Iterator[FakeOllama]:
     """The module's FakeOllama, with its fault knobs and records reset for each test."""
-    module_fake.requests.clear()
-    module_fake.disconnected.clear()
+    module_fake.reset()
     yield module_fake
-    for knob in ("drop_after_chunks", "stall_after_chunks", "error_after_chunks"):
-        setattr(module_fake, knob, None)
-    module_fake.chunk_delay = 0.0
-    module_fake._faults.clear()
+    module_fake.reset()  # tests that do not ask for `fake` share it too
 
 
 @pytest.fixture(scope="module")

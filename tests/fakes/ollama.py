@@ -146,6 +146,13 @@ class FakeOllama:
         self.models: dict[str, FakeModel] = {m.name: m for m in (models or default)}
         self.pullable: dict[str, FakeModel] = {m.name: m for m in pullable}
         self.loaded: dict[str, datetime] = {}
+        self._closing = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self._port = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Fault knobs off and observations cleared: a shared fake, fresh for the next test."""
         # Fault knobs.
         self.chunk_delay = 0.0
         self.drop_after_chunks: int | None = None
@@ -164,9 +171,6 @@ class FakeOllama:
         self.disconnected = asyncio.Event()
         self.disconnects = 0
         self._faults: deque[_Fault] = deque()
-        self._closing = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self._port = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
