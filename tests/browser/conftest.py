@@ -35,6 +35,7 @@ from playwright.async_api import (
     expect,
 )
 
+from tests.fakes.ollama import FakeModel, FakeOllama
 from tests.serve import serve
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -139,6 +140,27 @@ async def start_hub(
 async def hub_url(start_hub: StartHub) -> str:
     """A hub with the default (open) sign-up policy."""
     return await start_hub()
+
+
+MODEL = "llama3.2:1b"  # model ids as /api/models lists them (local mode: unprefixed)
+PULLABLE = "tinyllama:latest"
+
+
+@pytest.fixture
+async def fake_ollama() -> AsyncIterator[FakeOllama]:
+    """A fake Ollama in this test's event loop (the Playwright API here is async too), with
+    one chat model and one model that can be pulled. Tests script replies and `chunk_delay`."""
+    async with FakeOllama(
+        [FakeModel("llama3.2:1b", capabilities=("completion", "thinking"))],
+        pullable=[FakeModel(PULLABLE, size=637_700_138, parameter_size="1.1B")],
+    ) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def chat_hub_url(start_hub: StartHub, fake_ollama: FakeOllama) -> str:
+    """A hub whose Ollama is the fake."""
+    return await start_hub(LLMHUB_OLLAMA__URL=fake_ollama.url)
 
 
 @dataclass

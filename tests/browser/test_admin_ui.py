@@ -94,7 +94,7 @@ async def test_admin_sets_default_limits_and_sees_health(hub_url: str, new_page:
     await expect(page.get_by_text("Degraded")).to_be_visible()
     await screenshot(page, "admin-health")
 
-    # The placeholders for the next screens are routed.
+    # The other sections are routed too.
     for section in ("Models", "Usage"):
         await (
             page.get_by_role("navigation", name="Admin sections")

@@ -33,7 +33,7 @@ async def test_first_sign_up_becomes_admin_and_lands_in_the_app(
     await expect(page).to_have_url(f"{hub_url}/")
     await expect(page.get_by_text("Ada Admin")).to_be_visible()
     await expect(page.get_by_role("heading", name="New chat")).to_be_visible()
-    await screenshot(page, "chat-placeholder")
+    await screenshot(page, "chat-empty")
 
 
 async def test_sign_out_sign_in_again_and_a_wrong_password(hub_url: str, new_page: NewPage) -> None:

@@ -77,3 +77,40 @@ async def api_sign_in_status(base_url: str, email: str, password: str) -> int:
         ) as response,
     ):
         return response.status
+
+
+# -- chat ------------------------------------------------------------------------------------
+
+
+def composer(page: Page) -> Locator:
+    return page.get_by_label("Message", exact=True)
+
+
+def answers(page: Page) -> Locator:
+    return page.get_by_role("article", name="Assistant")
+
+
+def questions(page: Page) -> Locator:
+    return page.get_by_role("article", name="You")
+
+
+def sidebar(page: Page) -> Locator:
+    return page.get_by_role("complementary", name="Chats")
+
+
+async def models_ready(page: Page, model: str = "llama3.2:1b") -> None:
+    """Waits until the model picker offers `model` (the hub lists its provider's models)."""
+    picker = page.get_by_label("Model", exact=True)
+    await expect(picker.locator("option", has_text=model)).to_have_count(1)
+
+
+async def send(page: Page, text: str) -> None:
+    """Types into the composer and presses Enter (which sends)."""
+    box = composer(page)
+    await box.fill(text)
+    await box.press("Enter")
+
+
+async def new_chat(page: Page) -> None:
+    await sidebar(page).get_by_role("link", name="New chat").first.click()
+    await expect(page.get_by_role("heading", name="New chat", level=1)).to_be_visible()

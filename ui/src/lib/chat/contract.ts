@@ -1,19 +1,13 @@
-// The chat API as the chat screens will use it. Types only, no runtime code.
-//
-// Written from the server's in-progress code (llmhub/routes/api_chats.py, api_generations.py,
-// api_search.py, models.py, api_usage.py); re-check against the shipped server before building
-// on it. Plan for the screens:
-//   src/lib/stores/chats.svelte.ts         sidebar list (paged), create, rename, pin, archive, delete
-//   src/lib/stores/conversation.svelte.ts  one open chat: message tree, current branch, streaming
-//   src/lib/stores/models.svelte.ts        model picker, grouped by provider
-// replacing the placeholders in src/screens/chat/. Errors use the usual ApiError envelope.
+// The chat API's shapes, as llmhub/routes/api_chats.py, api_generations.py, api_search.py,
+// api_usage.py and models.py send them. Types only, no runtime code; the HTTP calls are in
+// ../endpoints.ts (chatApi, modelsApi, usageApi). Errors use the usual ApiError envelope.
 
 /** GET /api/chats?archived=false&limit=50&cursor=… → {data: Chat[], next_cursor}, pinned
  *  first, then most recently updated. The sidebar groups the unpinned ones by updated_at
  *  (Today, Yesterday, Previous 7 days, Previous 30 days, Older).
  *  POST /api/chats {title?, model?, system_prompt?, temperature?, max_tokens?} → 201 {chat}.
  *  PATCH /api/chats/{id} {title?, pinned?, archived?, current_leaf_id?, model?, system_prompt?,
- *  temperature?, max_tokens?} → {chat} (per-chat settings are these fields).
+ *  temperature?, max_tokens?} → {chat} (per-chat settings are these fields; null clears one).
  *  DELETE /api/chats/{id} → 204 (stops its running generations first). */
 export interface Chat {
   id: string;
@@ -123,10 +117,7 @@ export interface SearchHit {
 }
 
 /** GET /api/models → {data: ModelOption[], providers: {name: {ok, latency_ms, detail}}}: the
- *  picker groups by provider and disables models whose provider_ok is false. Admins also have
- *  GET /api/admin/models, PATCH/DELETE /api/admin/models/{id}, POST /api/admin/models/pull
- *  {name, provider} (SSE: progress {status, digest, total, completed, percent}, then done or
- *  error) and GET /api/admin/providers. */
+ *  picker groups by provider and disables models whose provider_ok is false. */
 export interface ModelOption {
   id: string;
   name: string;
@@ -144,4 +135,98 @@ export interface ModelOption {
   context_length: number | null;
   size_bytes: number | null;
   family: string | null;
+}
+
+
+/** PATCH /api/chats/{id} body. */
+export interface ChatUpdate {
+  title?: string;
+  pinned?: boolean;
+  archived?: boolean;
+  current_leaf_id?: string;
+  model?: string | null;
+  system_prompt?: string | null;
+  temperature?: number | null;
+  max_tokens?: number | null;
+}
+
+/** POST /api/chats body. */
+export interface NewChat {
+  title?: string;
+  model?: string;
+  system_prompt?: string;
+  temperature?: number;
+  max_tokens?: number;
+}
+
+export interface ProviderHealth {
+  ok: boolean;
+  latency_ms: number | null;
+  detail: string | null;
+}
+
+export interface ModelList {
+  data: ModelOption[];
+  providers: Record<string, ProviderHealth>;
+}
+
+/** GET /api/admin/models: every model, disabled ones too; `available` is false for models seen
+ *  before that no provider offers now. */
+export interface AdminModel extends Omit<ModelOption, 'family'> {
+  family?: string | null;
+  available: boolean;
+}
+
+export interface LoadedModel {
+  name: string;
+  size_bytes: number | null;
+  size_vram: number | null;
+  expires_at: string | null;
+}
+
+/** GET /api/admin/providers → {providers}: health, and Ollama's models loaded in memory. */
+export interface AdminProviderHealth extends ProviderHealth {
+  loaded?: LoadedModel[];
+  loaded_error?: string;
+}
+
+/** POST /api/admin/models/pull {name, provider} → SSE `progress` frames, then `done` {model}
+ *  or `error` {message, type, code}. */
+export interface PullProgress {
+  status: string;
+  digest: string | null;
+  total: number | null;
+  completed: number | null;
+  percent: number | null;
+}
+
+/** GET /api/usage?from&to[&all=true|&user_id=] → one row per UTC day and model (and user when
+ *  all=true: user_id and email). */
+export interface UsageRow {
+  day: string;
+  provider: string;
+  model: string;
+  user_id?: string | null;
+  email?: string | null;
+  requests: number;
+  failed: number;
+  input_tokens: number;
+  output_tokens: number;
+  cached_tokens: number;
+  exact: boolean;
+}
+
+export interface UsageTotals {
+  requests: number;
+  input_tokens: number;
+  output_tokens: number;
+  cached_tokens: number;
+}
+
+export interface UsageReport {
+  from: string;
+  to: string;
+  user_id: string | null;
+  data: UsageRow[];
+  totals: UsageTotals;
 }
