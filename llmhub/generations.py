@@ -464,12 +464,15 @@ def title_prompt(question: str, answer: str) -> str:
 _TITLE_PREFIX = re.compile(r"^\s*(title\s*:\s*)", re.IGNORECASE)
 _TITLE_QUOTES = "#*_`\"' \u2018\u2019\u201c\u201d"
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL)
+# Emphasis and code marks anywhere in the line: a title is shown as plain text.
+_INLINE_MARKUP = re.compile(r"(\*\*|__|\*|`)")
 
 
 def clean_title(raw: str) -> str:
     text = _THINK_BLOCK.sub("", raw)
     line = next((ln for ln in text.splitlines() if ln.strip()), "")
-    line = _TITLE_PREFIX.sub("", line).strip().strip(_TITLE_QUOTES).rstrip(".!:;,")
+    line = _INLINE_MARKUP.sub("", _TITLE_PREFIX.sub("", line))
+    line = " ".join(line.split()).strip(_TITLE_QUOTES).rstrip(".!:;,")
     if len(line) > TITLE_MAX_CHARS:
         line = line[: TITLE_MAX_CHARS - 1].rstrip() + "…"
     return line

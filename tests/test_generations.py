@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 import asyncpg
+import pytest
 
 from llmhub.generations import LOCK_NAMESPACE
 from tests.chat_support import (
@@ -459,3 +460,17 @@ async def test_title_failure_or_off_keeps_the_default(chat_hub: Hub, fake: FakeO
 async def _usage_rows(client, n: int) -> bool:
     body = (await client.get("/api/usage")).body
     return body["totals"]["requests"] >= n
+
+
+@pytest.mark.parametrize(
+    ("raw", "title"),
+    [
+        ("Title: **Foxes** and `dogs`.", "Foxes and dogs"),
+        ('<think>hmm</think>\n\n"Here is **bold** and code:"', "Here is bold and code"),
+        ("# A heading\nsecond line", "A heading"),
+    ],
+)
+def test_titles_are_plain_text(raw: str, title: str) -> None:
+    from llmhub.generations import clean_title
+
+    assert clean_title(raw) == title

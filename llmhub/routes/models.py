@@ -68,6 +68,7 @@ async def admin_list_models(request: Request) -> Response:
             "capabilities": row["capabilities"],
             "context_length": row["context_length"],
             "size_bytes": row["size_bytes"],
+            "family": None,
             "available": False,
         }
         for row in await repo.all_models(request.app.state.pool)
