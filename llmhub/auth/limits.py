@@ -13,22 +13,25 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Concatenate, ParamSpec, TypeVar
-
-from limits import RateLimitItemPerHour, RateLimitItemPerMinute
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import MovingWindowRateLimiter
-from limits.errors import StorageError
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from providers.errors import ProviderUnavailable, RateLimited
 
 from .identity import Principal
+
+if TYPE_CHECKING:
+    from limits.aio.storage import Storage
+
+# The `limits` library is imported where it is used, not here: routes import this module, and
+# `import llmhub.app` should not pay for the limiter before the app even starts.
 
 LIMIT_NAMES = ("requests_per_minute", "tokens_per_minute", "tokens_per_day")
 _WINDOWS = {"tokens_per_minute": 60, "tokens_per_day": 86400}
 
 
 def make_storage(redis_url: str | None) -> Storage:
+    from limits.aio.storage import MemoryStorage, RedisStorage
+
     if redis_url is None:
         return MemoryStorage()
     return RedisStorage(redis_url, implementation="redispy", key_prefix="llmhub")
@@ -45,6 +48,8 @@ def _storage_down_is_503(
 
     @functools.wraps(method)
     async def guarded(self: Any, *args: P.args, **kwargs: P.kwargs) -> R:
+        from limits.errors import StorageError
+
         try:
             return await method(self, *args, **kwargs)
         except (StorageError, *_as_tuple(self.storage.base_exceptions)) as exc:
@@ -80,6 +85,8 @@ def buckets_for(principal: Principal, defaults: dict[str, int]) -> list[Bucket]:
 class ModelCallLimiter:
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
+        from limits.aio.strategies import MovingWindowRateLimiter
+
         self._moving = MovingWindowRateLimiter(storage)
 
     @_storage_down_is_503
@@ -98,7 +105,7 @@ class ModelCallLimiter:
             rpm = bucket.limits.get("requests_per_minute", 0)
             if not rpm:
                 continue
-            item = RateLimitItemPerMinute(rpm)
+            item = _per_minute(rpm)
             if not await self._moving.hit(item, bucket.name):
                 stats = await self._moving.get_window_stats(item, bucket.name)
                 raise RateLimited(
@@ -117,6 +124,13 @@ class ModelCallLimiter:
                     await self.storage.incr(
                         _token_key(bucket, name), _seconds_left(window), amount=tokens
                     )
+
+
+@functools.cache
+def _per_minute(amount: int) -> Any:
+    from limits import RateLimitItemPerMinute
+
+    return RateLimitItemPerMinute(amount)
 
 
 def _window_start(window: int) -> int:
@@ -203,6 +217,9 @@ class SignupLimiter:
 
     def __init__(self, storage: Storage, per_hour: int) -> None:
         self.storage = storage
+        from limits import RateLimitItemPerHour
+        from limits.aio.strategies import MovingWindowRateLimiter
+
         self._moving = MovingWindowRateLimiter(storage)
         self.item = RateLimitItemPerHour(per_hour)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -12,8 +13,12 @@ _hasher = PasswordHasher()  # argon2id with argon2-cffi's current recommended pa
 MIN_LENGTH = 8
 MAX_LENGTH = 1024
 
-# Verified against when the account does not exist, so a login's timing does not reveal it.
-_DUMMY_HASH = _hasher.hash("not a real password")
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the account does not exist, so a login's timing does not reveal
+    it. Made on first use: hashing is slow on purpose, and imports should not be."""
+    return _hasher.hash("not a real password")
 
 
 async def hash_password(password: str) -> str:
@@ -23,7 +28,9 @@ async def hash_password(password: str) -> str:
 async def verify_password(stored_hash: str | None, password: str) -> bool:
     def verify() -> bool:
         try:
-            return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+            return (
+                _hasher.verify(stored_hash or _dummy_hash(), password) and stored_hash is not None
+            )
         except (VerificationError, InvalidHashError):
             return False
 
