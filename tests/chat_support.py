@@ -17,9 +17,9 @@ import aiohttp
 import asyncpg
 import pytest
 
-from llmhub.config import Settings, load_settings
+from llmhub.config import Settings
 from tests.fakes.ollama import FakeModel, FakeOllama
-from tests.hub import Client, Hub, running_hub
+from tests.hub import Client, Hub, hub_settings, running_hub
 
 MODEL = "ollama/llama3.2:1b"
 REPLY = "The quick brown fox jumps over the lazy dog again and again"
@@ -27,16 +27,7 @@ T = TypeVar("T")
 
 
 def chat_settings(database_url: str, data_dir: Path, ollama_url: str, **extra: Any) -> Settings:
-    return load_settings(
-        overrides={
-            "database_url": database_url,
-            "data_dir": data_dir,
-            "secret_key": "test-secret-key-" + "x" * 32,
-            "migrate_on_start": False,
-            "ollama": {"url": ollama_url},
-            **extra,
-        }
-    )
+    return hub_settings(database_url, data_dir, ollama={"url": ollama_url}, **extra)
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from llmhub.config import Settings, load_settings
+from llmhub.config import Settings
 from llmhub.migrations import migrate
-from tests.hub import Hub, running_hub
+from tests.hub import Hub, hub_settings, running_hub
 from tests.pg import admin_url_from_env, reachable, throwaway_database
 
 # Tests never touch the developer's real data dir or config file.
@@ -63,18 +63,18 @@ async def database_url(pg_admin_url: str, migrated_template: str) -> AsyncIterat
         yield url
 
 
+@pytest.fixture(scope="module")
+async def module_database_url(pg_admin_url: str, migrated_template: str) -> AsyncIterator[str]:
+    """One migrated database shared by a test module that runs one hub for all its tests."""
+    template = migrated_template.rsplit("/", 1)[1].split("?", 1)[0]
+    async with throwaway_database(pg_admin_url, template=template) as url:
+        yield url
+
+
 @pytest.fixture
 def settings(database_url: str, data_dir: Path) -> Settings:
     """Settings for an in-process hub: its own database, no Ollama reachable."""
-    return load_settings(
-        overrides={
-            "database_url": database_url,
-            "data_dir": data_dir,
-            "secret_key": "test-secret-key-" + "x" * 32,
-            "migrate_on_start": False,
-            "ollama": {"url": "http://127.0.0.1:9"},
-        }
-    )
+    return hub_settings(database_url, data_dir, ollama={"url": "http://127.0.0.1:9"})
 
 
 @pytest.fixture

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -14,7 +16,23 @@ from starlette.applications import Starlette
 from yarl import URL
 
 from llmhub.app import create_app
-from llmhub.config import Settings
+from llmhub.config import Settings, load_settings
+
+TEST_SECRET_KEY = "test-secret-key-" + "x" * 32
+
+
+def hub_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settings:
+    """Settings for an in-process hub on a test's own database (migrated already)."""
+    return load_settings(
+        Path(os.devnull),  # never a developer's ./llmhub.toml
+        overrides={
+            "database_url": database_url,
+            "data_dir": data_dir,
+            "secret_key": TEST_SECRET_KEY,
+            "migrate_on_start": False,
+            **overrides,
+        },
+    )
 
 
 @dataclass

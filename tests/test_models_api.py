@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from llmhub.config import Settings, load_settings
+from llmhub.config import Settings
 from tests.fakes.ollama import FakeModel, FakeOllama
 from tests.hub import Client, Hub, running_hub
-from tests.pg import throwaway_database
+from tests.hub import hub_settings as shared_settings
 
 CHAT = "llama3.2:1b"
 OTHER = "qwen2.5:0.5b"
@@ -31,27 +31,12 @@ def fake_models() -> list[FakeModel]:
 
 
 def hub_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settings:
-    return load_settings(
-        Path(os.devnull),  # never a developer's ./llmhub.toml
-        overrides={
-            "database_url": database_url,
-            "data_dir": data_dir,
-            "secret_key": "test-secret-key-" + "x" * 32,
-            "migrate_on_start": False,
-            "limits": {"requests_per_minute": 0},
-            **overrides,
-        },
+    return shared_settings(
+        database_url, data_dir, **{"limits": {"requests_per_minute": 0}, **overrides}
     )
 
 
 # One hub, database and fake Ollama for the module; a test that changes the catalog puts it back.
-
-
-@pytest.fixture(scope="module")
-async def module_database_url(pg_admin_url: str, migrated_template: str) -> AsyncIterator[str]:
-    template = migrated_template.rsplit("/", 1)[1].split("?", 1)[0]
-    async with throwaway_database(pg_admin_url, template=template) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")

@@ -25,12 +25,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from llmhub import model_calls
-from llmhub.config import Settings, load_settings
+from llmhub.config import Settings
 from llmhub.repo.usage import UsageRow
 from tests.fakes.bedrock import FakeBedrock
 from tests.fakes.ollama import FakeModel, FakeOllama
 from tests.hub import Client, Hub, running_hub
-from tests.pg import throwaway_database
+from tests.hub import hub_settings as shared_settings
 
 CHAT = "llama3.2:1b"
 OTHER = "qwen2.5:0.5b"
@@ -54,17 +54,7 @@ def fake_models() -> list[FakeModel]:
 
 
 def hub_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settings:
-    return load_settings(
-        Path(os.devnull),  # never a developer's ./llmhub.toml
-        overrides={
-            "database_url": database_url,
-            "data_dir": data_dir,
-            "secret_key": "test-secret-key-" + "x" * 32,
-            "migrate_on_start": False,
-            "max_body_bytes": MAX_BODY,
-            **overrides,
-        },
-    )
+    return shared_settings(database_url, data_dir, **{"max_body_bytes": MAX_BODY, **overrides})
 
 
 @contextlib.asynccontextmanager
@@ -76,13 +66,6 @@ async def started_hub(settings: Settings) -> AsyncIterator[Hub]:
 
 # One hub, database and fake Ollama for the module (a hub per test would dominate the runtime);
 # tests that change shared state (fault knobs, limits) put it back, or use their own hub.
-
-
-@pytest.fixture(scope="module")
-async def module_database_url(pg_admin_url: str, migrated_template: str) -> AsyncIterator[str]:
-    template = migrated_template.rsplit("/", 1)[1].split("?", 1)[0]
-    async with throwaway_database(pg_admin_url, template=template) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")
