@@ -136,6 +136,7 @@ async def create_api_key(
     name: str = "",
     expires_at: datetime | None = None,
     allowed_models: list[str] | None = None,
+    limits: dict[str, int] | None = None,
 ) -> tuple[str, ApiKey]:
     """Returns the key itself (shown once, never stored) and its stored record."""
     key = tokens.new_api_key()
@@ -147,5 +148,6 @@ async def create_api_key(
         tokens.digest(key),
         expires_at,
         allowed_models,
+        limits or {},
     )
     return key, record

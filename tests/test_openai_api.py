@@ -924,6 +924,20 @@ async def test_requests_per_minute_limit(ohub: Hub, alice: Account, fake: FakeOl
     assert (await alice.api.post("/v1/chat/completions", chat)).status == 200
 
 
+async def test_a_key_can_carry_tighter_limits_than_its_owner(ohub: Hub) -> None:
+    owner = await new_user(ohub)
+    tight = await make_account(ohub, "", web=owner.web, limits={"requests_per_minute": 1})
+    assert tight.key_id != owner.key_id
+    chat = {"model": CHAT, "messages": user_says()}
+    assert (await tight.api.post("/v1/chat/completions", chat)).status == 200
+    assert_429(await tight.api.post("/v1/chat/completions", chat), "rate_limit_requests", "1 ")
+    # The owner's other key is limited only by the owner's own (default) limits.
+    assert (await owner.api.post("/v1/chat/completions", chat)).status == 200
+    # A limited key is a restricted key: it cannot mint itself an unlimited one.
+    minted = await tight.api.post("/api/keys", {"name": "escape"})
+    assert (minted.status, minted.error_code) == (403, "key_scope")
+
+
 async def test_default_limits_apply_to_everyone(ohub: Hub, alice: Account) -> None:
     bob = await new_user(ohub)
     put = await alice.web.put("/api/admin/limits", {"requests_per_minute": 1})

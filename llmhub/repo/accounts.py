@@ -274,16 +274,19 @@ async def create_api_key(
     key_hash: bytes,
     expires_at: datetime | None,
     allowed_models: list[str] | None,
+    limits: dict[str, int],
 ) -> ApiKey:
     row = await db.fetchrow(
-        "INSERT INTO api_keys AS k (user_id, name, prefix, key_hash, expires_at, allowed_models) "
-        f"VALUES ($1, $2, $3, $4, $5, $6) RETURNING {_KEY_COLUMNS}",
+        "INSERT INTO api_keys AS k "
+        "(user_id, name, prefix, key_hash, expires_at, allowed_models, limits) "
+        f"VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {_KEY_COLUMNS}",
         user_id,
         name,
         prefix,
         key_hash,
         expires_at,
         allowed_models,
+        limits,
     )
     return _key(row)
 

@@ -15,16 +15,7 @@ from ..auth.passwords import MAX_LENGTH
 from ..errors import BadRequest
 from ..repo import accounts as repo
 from ._endpoint import Body, Name, endpoint, read_body
-from .api_keys import path_uuid
-
-
-class Limits(Body):
-    requests_per_minute: int | None = Field(None, ge=0)
-    tokens_per_minute: int | None = Field(None, ge=0)
-    tokens_per_day: int | None = Field(None, ge=0)
-
-    def set_values(self) -> dict[str, int]:
-        return {k: v for k, v in self.model_dump().items() if v is not None}
+from .api_keys import Limits, path_uuid
 
 
 class UpdateUserBody(Body):

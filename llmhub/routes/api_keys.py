@@ -16,10 +16,21 @@ from ..repo import accounts as repo
 from ._endpoint import Body, Name, endpoint, principal, read_body
 
 
+class Limits(Body):
+    requests_per_minute: int | None = Field(None, ge=0, le=2**31 - 1)
+    tokens_per_minute: int | None = Field(None, ge=0, le=2**31 - 1)
+    tokens_per_day: int | None = Field(None, ge=0, le=2**31 - 1)
+
+    def set_values(self) -> dict[str, int]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
 class CreateKeyBody(Body):
     name: Name = Field("", max_length=200)
     expires_at: datetime | None = None
     allowed_models: list[str] | None = Field(None, max_length=500)
+    # Limits of this key alone, within (never beyond) its owner's: both buckets are checked.
+    limits: Limits | None = None
 
 
 def path_uuid(request: Request, name: str) -> UUID:
@@ -62,6 +73,7 @@ async def create_key(request: Request) -> Response:
         name=body.name,
         expires_at=expires_at,
         allowed_models=body.allowed_models,
+        limits=body.limits.set_values() if body.limits else {},
     )
     return JSONResponse({"key": key, "api_key": record.public()}, 201)
 
