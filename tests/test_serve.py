@@ -12,7 +12,7 @@ from pathlib import Path
 
 import aiohttp
 
-from llmhub.db import EmbeddedPostgres
+from llmhub.db import EmbeddedPostgres, describe_url
 from tests.serve import serve
 
 # An Ollama that is certainly not there: readiness must not depend on it.
@@ -205,3 +205,36 @@ async def test_sigterm_drains_a_stream_in_flight(database_url: str, data_dir: Pa
             )
             assert content == "".join(words)
             assert await server.stop() == 0
+
+
+async def test_sslmode_in_the_database_url_is_honoured(database_url: str, data_dir: Path) -> None:
+    async with serve(
+        "--database-url",
+        database_url + "?sslmode=disable",
+        "--data-dir",
+        str(data_dir),
+        env=NO_OLLAMA,
+    ) as server:
+        await wait_for_ready_status(server.url, 200)
+        assert await server.stop() == 0
+    # This test server has no TLS: demanding it must fail, clearly, instead of going plain.
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "llmhub",
+        "serve",
+        "--port",
+        "0",
+        "--database-url",
+        database_url + "?sslmode=require",
+        "--data-dir",
+        str(data_dir),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "LLMHUB_DB_CONNECT_TIMEOUT": "1", **NO_OLLAMA},
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 1
+    last = err.decode().strip().splitlines()[-1]
+    assert last.startswith(f"llmhub: cannot connect to PostgreSQL at {describe_url(database_url)}")
+    assert "SSL" in last or "ssl" in last
