@@ -54,6 +54,10 @@ SWEEP_INTERVAL = 60.0
 INTERRUPTED_BY_CRASH = "the server stopped before the answer was complete"
 INTERRUPTED_BY_SHUTDOWN = "the server shut down before the answer was complete"
 TITLE_TIMEOUT = 60.0
+# PostgreSQL text cannot hold NUL and UTF-8 cannot encode a lone surrogate; a model's JSON
+# stream can carry both (`\u0000`, `\ud800`). Replaced as they arrive, so neither the SSE frame
+# nor the saved answer fails on them.
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 
 
 def sse_frame(seq: int, event: str, data: dict[str, Any]) -> bytes:
@@ -199,6 +203,7 @@ class GenerationManager:
         relay never waits for a write, and a stalled stream's last tokens are saved too."""
         while True:
             await asyncio.sleep(FLUSH_INTERVAL)
+            self._prune()  # also when no new answer starts
             due = [g for g in self._running.values() if g.dirty and not g.finishing]
             if due:
                 await asyncio.gather(*(self._flush(g) for g in due))
@@ -290,8 +295,11 @@ class GenerationManager:
                         if ttft_ms is None:
                             ttft_ms = round((time.monotonic() - started) * 1000)
                         is_text = isinstance(event, TextDelta)
-                        (content if is_text else reasoning).append(event.text)
-                        generation.emit("delta" if is_text else "reasoning", {"text": event.text})
+                        text = event.text
+                        if _UNSTORABLE.search(text):
+                            text = _UNSTORABLE.sub("\ufffd", text)
+                        (content if is_text else reasoning).append(text)
+                        generation.emit("delta" if is_text else "reasoning", {"text": text})
                         generation.dirty = True
                     elif isinstance(event, ChatEnd):
                         end = event
@@ -303,9 +311,12 @@ class GenerationManager:
             current = asyncio.current_task()
             if current is not None:
                 current.uncancel()
-            status = generation.stop_as or "interrupted"
-            if status == "interrupted":
-                error = INTERRUPTED_BY_SHUTDOWN
+            # Too late if the model's final event already came (the provider was only
+            # draining its connection): the answer is whole, and saved as such below.
+            if end is None:
+                status = generation.stop_as or "interrupted"
+                if status == "interrupted":
+                    error = INTERRUPTED_BY_SHUTDOWN
         except LLMHubError as exc:
             status, error = "error", exc.message
         except Exception as exc:

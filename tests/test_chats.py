@@ -219,3 +219,31 @@ async def test_usage_own_and_for_admins(chat_hub: Hub, fake: FakeOllama) -> None
     theirs = await admin.get(f"/api/usage?user_id={user_id}")
     assert theirs.body["totals"]["requests"] == 1
     assert (await admin.get("/api/usage?from=2025-02-01&to=2025-01-01")).status == 400
+
+
+async def test_odd_query_parameters_are_400_not_500(chat_hub: Hub, fake: FakeOllama) -> None:
+    import base64
+
+    alice = await chat_hub.signup("alice@example.com")
+    chat = await new_chat(alice)
+    events = await send(alice, chat["id"], "hi")
+    generation = events[0].data["generation_id"]
+    # Not digits a client means as an event id: replay from the start, as for no id at all.
+    for query in ("?last_event_id=%C2%B2", "?last_event_id=" + "9" * 5000):
+        got = await alice.get(f"/api/generations/{generation}/stream{query}")
+        assert got.status == 200, got.text
+    got = await alice.get(
+        f"/api/generations/{generation}/stream", headers={"Last-Event-ID": "9" * 5000}
+    )
+    assert got.status == 200, got.text
+    assert (await alice.get("/api/search?q=a&limit=%C2%B2")).status == 400
+    assert (await alice.get("/api/usage?from=9999-12-30&to=9999-12-31")).status == 400
+    assert (await alice.get("/api/usage?to=0001-01-05")).status == 400
+    for cursor in (
+        [True, "2024-01-01T00:00:00+00:00", 5],
+        [True, "2024-01-01T00:00:00+00:00", None],
+        [True, "10000-01-01", str(uuid.uuid4())],
+    ):
+        raw = base64.urlsafe_b64encode(json.dumps(cursor).encode()).decode()
+        got = await alice.get(f"/api/chats?cursor={raw}")
+        assert got.status == 400, (cursor, got.status)

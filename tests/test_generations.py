@@ -474,3 +474,62 @@ def test_titles_are_plain_text(raw: str, title: str) -> None:
     from llmhub.generations import clean_title
 
     assert clean_title(raw) == title
+
+
+async def test_unstorable_model_output_does_not_lose_the_answer(
+    chat_hub: Hub, fake: FakeOllama
+) -> None:
+    """A NUL or a lone surrogate from the model (JSON can carry both) is replaced, not fatal:
+    the answer is saved, never left `streaming` for good."""
+    fake.script("llama3.2:1b", "a\x00b \ud800c", chunks=["a\x00b", " \ud800c"])
+    alice = await chat_hub.signup("alice@example.com")
+    chat = await new_chat(alice)
+    events = await send(alice, chat["id"], "hi")
+    assert events[-1].event == "end" and events[-1].data["status"] == "complete", events[-1]
+    assert text_of(events) == "a\ufffdb \ufffdc"
+    messages = (await _chat_of(alice, chat["id"]))["messages"]
+    assert messages[-1]["status"] == "complete"
+    assert messages[-1]["content"] == "a\ufffdb \ufffdc"
+
+
+async def test_stop_after_the_final_event_keeps_the_answer_complete(
+    chat_hub: Hub, fake: FakeOllama
+) -> None:
+    """A stop that lands while the provider drains its connection after the model's final
+    event is too late: the whole answer arrived, so it is `complete`, not `stopped`."""
+    fake.script("llama3.2:1b", "one two", chunks=["one", " two"])
+    fake.content_on_done = True  # the last delta and the final event come in one line
+    fake.eof_delay = 30  # the provider then waits (up to its drain timeout) for the body's end
+    alice = await chat_hub.signup("alice@example.com")
+    chat = await new_chat(alice)
+    stream = await open_stream(
+        alice, "POST", f"/api/chats/{chat['id']}/messages", {"content": "hi"}
+    )
+    seen = await stream.until(lambda e: e.event == "delta" and e.data["text"] == " two")
+    generation = seen[0].data["generation_id"]
+    stopped = await alice.post(f"/api/generations/{generation}/stop")
+    assert stopped.status == 200, stopped.text
+    message = stopped.body["message"]
+    assert message["status"] == "complete" and message["stop_reason"] == "stop", message
+    rest = await stream.all()
+    stream.close()
+    assert rest[-1].data["status"] == "complete"
+
+
+async def test_finished_generations_are_pruned_without_new_launches(
+    chat_hub: Hub, fake: FakeOllama, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finished generations (with every frame) are dropped after the retention time even if
+    no new answer is started: memory does not depend on traffic to be released."""
+    from llmhub import generations
+
+    monkeypatch.setattr(generations, "RETAIN_FINISHED", 0.0)
+    alice = await chat_hub.signup("alice@example.com")
+    chat = await new_chat(alice)
+    await send(alice, chat["id"], "hi")
+    manager = chat_hub.app.state.generations
+
+    async def pruned() -> bool:
+        return not manager._finished
+
+    await eventually(pruned, what="the finished generation to be pruned")

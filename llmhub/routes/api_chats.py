@@ -79,7 +79,7 @@ def decode_cursor(cursor: str) -> ChatCursor:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         pinned, updated_at, chat_id = json.loads(raw)
-        return bool(pinned), datetime.fromisoformat(updated_at), UUID(chat_id)
+        return bool(pinned), datetime.fromisoformat(updated_at), UUID(str(chat_id))
     except (ValueError, TypeError, binascii.Error):
         raise BadRequest("cursor: not a cursor this API returned", code="invalid_cursor") from None
 

@@ -84,7 +84,10 @@ async def regenerate(request: Request) -> Response:
 def _last_event_id(request: Request) -> int:
     """EventSource sends the header on reconnect; a first attach may pass ?last_event_id=."""
     raw = request.headers.get("last-event-id") or request.query_params.get("last_event_id") or ""
-    return int(raw) if raw.strip().isdigit() else 0
+    raw = raw.strip()
+    # ASCII digits only (str.isdigit also takes "²", which int() refuses), and short enough
+    # for int(): anything else replays from the start, like no id at all.
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else 0
 
 
 async def _own_answer(request: Request, generation_id: UUID) -> Message:

@@ -20,7 +20,7 @@ async def search(request: Request) -> Response:
     if len(text) > MAX_QUERY_CHARS:
         raise BadRequest(f"q: at most {MAX_QUERY_CHARS} characters", code="validation_error")
     raw_limit = request.query_params.get("limit", "20")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
+    if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= 100:
         raise BadRequest("limit: must be an integer from 1 to 100", code="validation_error")
     query = chats.search_query(text)
     if query is None:

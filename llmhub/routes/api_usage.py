@@ -44,14 +44,18 @@ async def usage(request: Request) -> Response:
     if (everyone or user_id != me.id) and not me.is_admin:
         raise Forbidden("only admins may see other users' usage", code="admin_required")
     until = _date(request, "to") or datetime.now(UTC).date()
-    since = _date(request, "from") or until - timedelta(days=DEFAULT_DAYS - 1)
-    if since > until or (until - since).days >= MAX_DAYS:
+    try:
+        since = _date(request, "from") or until - timedelta(days=DEFAULT_DAYS - 1)
+        end = until + timedelta(days=1)
+    except OverflowError:  # at the ends of the calendar
+        since = end = None
+    if since is None or end is None or since > until or (until - since).days >= MAX_DAYS:
         raise BadRequest(f"from/to: a range of 1 to {MAX_DAYS} days", code="validation_error")
     rows = await repo.usage_report(
         request.app.state.pool,
         user_id=None if everyone else user_id,
         since=datetime.combine(since, time(), UTC),
-        until=datetime.combine(until + timedelta(days=1), time(), UTC),
+        until=datetime.combine(end, time(), UTC),
         by_user=everyone,
     )
     data = []
