@@ -168,6 +168,12 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     async def run() -> None:
         async with app.router.lifespan_context(app):
+            loop = asyncio.get_running_loop()
+            # Running answers get their shutdown window from the signal on, while uvicorn
+            # drains connections, rather than only after it has finished.
+            server.on_exit = lambda: loop.call_soon_threadsafe(
+                lambda: asyncio.ensure_future(app.state.generations.drain())
+            )
             await server.serve()
 
     try:
@@ -185,6 +191,14 @@ def _make_announcing_server() -> Any:
     import uvicorn
 
     class AnnouncingServer(uvicorn.Server):
+        on_exit: Any = None
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            first = not self.should_exit
+            super().handle_exit(sig, frame)
+            if first and self.on_exit is not None:
+                self.on_exit()
+
         async def startup(self, sockets: Any = None) -> None:
             await super().startup(sockets)
             if self.started:

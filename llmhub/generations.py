@@ -146,6 +146,7 @@ class GenerationManager:
         self._finished: dict[UUID, Generation] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._lock_conn: asyncpg.Connection | None = None
+        self._drain: asyncio.Future[None] | None = None
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -167,8 +168,15 @@ class GenerationManager:
         self._spawn(self._sweep_forever(), name="generation-sweeper")
         self._spawn(self._flush_forever(), name="generation-flusher")
 
-    async def shutdown(self) -> None:
-        """Let running generations finish for up to `shutdown_timeout`, then stop and persist."""
+    async def drain(self) -> None:
+        """Let running generations finish for up to `shutdown_timeout`, then stop and persist
+        them. Starts at SIGTERM (see cli), alongside uvicorn's own connection drain, so the
+        two waits overlap instead of adding up; later calls wait for the same drain."""
+        if self._drain is None:
+            self._drain = asyncio.ensure_future(self._drain_running())
+        await asyncio.shield(self._drain)
+
+    async def _drain_running(self) -> None:
         tasks = [g.task for g in self._running.values() if g.task]
         if tasks:
             log.info("waiting for generations", count=len(tasks))
@@ -178,6 +186,9 @@ class GenerationManager:
         tasks = [g.task for g in self._running.values() if g.task]
         if tasks:
             await asyncio.wait(tasks, timeout=10)
+
+    async def shutdown(self) -> None:
+        await self.drain()
         for task in list(self._background):
             task.cancel()
         if self._background:

@@ -238,3 +238,63 @@ async def test_sslmode_in_the_database_url_is_honoured(database_url: str, data_d
     last = err.decode().strip().splitlines()[-1]
     assert last.startswith(f"llmhub: cannot connect to PostgreSQL at {describe_url(database_url)}")
     assert "SSL" in last or "ssl" in last
+
+
+async def test_sigterm_gives_running_answers_their_window_then_saves_them(
+    database_url: str, data_dir: Path
+) -> None:
+    import asyncpg
+
+    from tests.fakes.ollama import FakeModel, FakeOllama
+
+    words = [f"w{i} " for i in range(200)]  # far longer than the shutdown window
+    async with FakeOllama([FakeModel("slow:1b", reply="".join(words), chunks=words)]) as fake:
+        fake.chunk_delay = 0.05
+        async with (
+            serve(
+                "--database-url",
+                database_url,
+                "--data-dir",
+                str(data_dir),
+                env={"LLMHUB_OLLAMA__URL": fake.url, "LLMHUB_SHUTDOWN_TIMEOUT": "1"},
+            ) as server,
+            aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http,
+        ):
+            async with http.post(
+                f"{server.url}/api/auth/signup",
+                json={"email": "a@example.com", "password": "long enough password"},
+            ) as response:
+                headers = {"X-CSRF-Token": (await response.json())["csrf_token"]}
+            async with http.post(
+                f"{server.url}/api/chats", json={"model": "ollama/slow:1b"}, headers=headers
+            ) as response:
+                chat_id = (await response.json())["chat"]["id"]
+            async with http.post(
+                f"{server.url}/api/chats/{chat_id}/messages",
+                json={"content": "hi"},
+                headers=headers,
+            ) as response:
+                lines = []
+                async for raw in response.content:
+                    lines.append(raw.decode())
+                    if raw.startswith(b"event: delta"):
+                        break
+                server.process.send_signal(signal.SIGTERM)
+                lines += [raw.decode() async for raw in response.content]
+            # The browser was told how its answer ended before the server went away.
+            ends = [i for i, line in enumerate(lines) if line.startswith("event: end")]
+            assert ends, "".join(lines[-5:])
+            end = json.loads(lines[ends[0] + 1].removeprefix("data: "))
+            assert end["status"] == "interrupted"
+            assert await server.stop() == 0
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT status, content FROM messages WHERE role = 'assistant' AND chat_id = $1",
+            __import__("uuid").UUID(chat_id),
+        )
+    finally:
+        await conn.close()
+    assert row["status"] == "interrupted"
+    assert row["content"].startswith("w0 w1 ") and len(row["content"]) < len("".join(words))
