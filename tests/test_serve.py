@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import sys
 import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 
 from llmhub.db import EmbeddedPostgres, describe_url
-from tests.serve import serve
+from tests.fakes.ollama import FakeModel, FakeOllama
+from tests.serve import ServeProcess, serve
 
 # An Ollama that is certainly not there: readiness must not depend on it.
 NO_OLLAMA = {"LLMHUB_OLLAMA__URL": "http://127.0.0.1:9"}
@@ -162,11 +168,21 @@ async def test_access_log_and_request_ids_without_secrets(database_url: str, dat
     assert any(line["path"] == "/api/nope" and line["status"] == 404 for line in access)
 
 
-async def test_sigterm_drains_a_stream_in_flight(database_url: str, data_dir: Path) -> None:
-    from tests.fakes.ollama import FakeModel, FakeOllama
+@dataclass
+class SlowHub:
+    server: ServeProcess
+    http: aiohttp.ClientSession
+    headers: dict[str, str]  # the signed-in user's CSRF token
+    words: list[str]  # what the slow model answers, one word per chunk
 
-    words = [f"w{i} " for i in range(20)]
-    async with FakeOllama([FakeModel("slow:1b", reply="".join(words), chunks=words)]) as fake:
+
+@contextlib.asynccontextmanager
+async def slow_hub(
+    database_url: str, data_dir: Path, words: int, **env: str
+) -> AsyncIterator[SlowHub]:
+    """`llmhub serve` in front of a model that streams a word every 50 ms, one user signed in."""
+    answer = [f"w{i} " for i in range(words)]
+    async with FakeOllama([FakeModel("slow:1b", reply="".join(answer), chunks=answer)]) as fake:
         fake.chunk_delay = 0.05
         async with (
             serve(
@@ -174,7 +190,7 @@ async def test_sigterm_drains_a_stream_in_flight(database_url: str, data_dir: Pa
                 database_url,
                 "--data-dir",
                 str(data_dir),
-                env={"LLMHUB_OLLAMA__URL": fake.url},
+                env={"LLMHUB_OLLAMA__URL": fake.url, **env},
             ) as server,
             aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http,
         ):
@@ -182,29 +198,75 @@ async def test_sigterm_drains_a_stream_in_flight(database_url: str, data_dir: Pa
                 f"{server.url}/api/auth/signup",
                 json={"email": "a@example.com", "password": "long enough password"},
             ) as response:
-                csrf = (await response.json())["csrf_token"]
-            async with http.post(
-                f"{server.url}/v1/chat/completions",
-                json={
-                    "model": "ollama/slow:1b",
-                    "stream": True,
-                    "messages": [{"role": "user", "content": "hi"}],
-                },
-                headers={"X-CSRF-Token": csrf},
-            ) as response:
-                assert response.status == 200
-                received = [await response.content.readline()]
-                server.process.send_signal(signal.SIGTERM)  # mid-stream
-                received += [line async for line in response.content]
-            body = b"".join(received).decode()
-            assert body.rstrip().endswith("data: [DONE]")
-            content = "".join(
-                json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
-                for line in body.splitlines()
-                if line.startswith("data: {")
-            )
-            assert content == "".join(words)
-            assert await server.stop() == 0
+                headers = {"X-CSRF-Token": (await response.json())["csrf_token"]}
+            yield SlowHub(server, http, headers, answer)
+
+
+async def test_sigterm_drains_a_stream_in_flight(database_url: str, data_dir: Path) -> None:
+    async with slow_hub(database_url, data_dir, 20) as hub:
+        async with hub.http.post(
+            f"{hub.server.url}/v1/chat/completions",
+            json={
+                "model": "ollama/slow:1b",
+                "stream": True,
+                "messages": [{"role": "user", "content": "hi"}],
+            },
+            headers=hub.headers,
+        ) as response:
+            assert response.status == 200
+            received = [await response.content.readline()]
+            hub.server.process.send_signal(signal.SIGTERM)  # mid-stream
+            received += [line async for line in response.content]
+        body = b"".join(received).decode()
+        assert body.rstrip().endswith("data: [DONE]")
+        content = "".join(
+            json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+            for line in body.splitlines()
+            if line.startswith("data: {")
+        )
+        assert content == "".join(hub.words)
+        assert await hub.server.stop() == 0
+
+
+async def test_sigterm_gives_running_answers_their_window_then_saves_them(
+    database_url: str, data_dir: Path
+) -> None:
+    # Far longer than the one-second shutdown window.
+    async with slow_hub(database_url, data_dir, 200, LLMHUB_SHUTDOWN_TIMEOUT="1") as hub:
+        async with hub.http.post(
+            f"{hub.server.url}/api/chats", json={"model": "ollama/slow:1b"}, headers=hub.headers
+        ) as response:
+            chat_id = (await response.json())["chat"]["id"]
+        async with hub.http.post(
+            f"{hub.server.url}/api/chats/{chat_id}/messages",
+            json={"content": "hi"},
+            headers=hub.headers,
+        ) as response:
+            lines = []
+            async for raw in response.content:
+                lines.append(raw.decode())
+                if raw.startswith(b"event: delta"):
+                    break
+            hub.server.process.send_signal(signal.SIGTERM)
+            lines += [raw.decode() async for raw in response.content]
+        # The browser was told how its answer ended before the server went away.
+        ends = [i for i, line in enumerate(lines) if line.startswith("event: end")]
+        assert ends, "".join(lines[-5:])
+        end = json.loads(lines[ends[0] + 1].removeprefix("data: "))
+        assert end["status"] == "interrupted"
+        assert await hub.server.stop() == 0
+        full_answer = "".join(hub.words)
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT status, content FROM messages WHERE role = 'assistant' AND chat_id = $1",
+            uuid.UUID(chat_id),
+        )
+    finally:
+        await conn.close()
+    assert row["status"] == "interrupted"
+    assert row["content"].startswith("w0 w1 ") and len(row["content"]) < len(full_answer)
 
 
 async def test_sslmode_in_the_database_url_is_honoured(database_url: str, data_dir: Path) -> None:
@@ -238,63 +300,3 @@ async def test_sslmode_in_the_database_url_is_honoured(database_url: str, data_d
     last = err.decode().strip().splitlines()[-1]
     assert last.startswith(f"llmhub: cannot connect to PostgreSQL at {describe_url(database_url)}")
     assert "SSL" in last or "ssl" in last
-
-
-async def test_sigterm_gives_running_answers_their_window_then_saves_them(
-    database_url: str, data_dir: Path
-) -> None:
-    import asyncpg
-
-    from tests.fakes.ollama import FakeModel, FakeOllama
-
-    words = [f"w{i} " for i in range(200)]  # far longer than the shutdown window
-    async with FakeOllama([FakeModel("slow:1b", reply="".join(words), chunks=words)]) as fake:
-        fake.chunk_delay = 0.05
-        async with (
-            serve(
-                "--database-url",
-                database_url,
-                "--data-dir",
-                str(data_dir),
-                env={"LLMHUB_OLLAMA__URL": fake.url, "LLMHUB_SHUTDOWN_TIMEOUT": "1"},
-            ) as server,
-            aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http,
-        ):
-            async with http.post(
-                f"{server.url}/api/auth/signup",
-                json={"email": "a@example.com", "password": "long enough password"},
-            ) as response:
-                headers = {"X-CSRF-Token": (await response.json())["csrf_token"]}
-            async with http.post(
-                f"{server.url}/api/chats", json={"model": "ollama/slow:1b"}, headers=headers
-            ) as response:
-                chat_id = (await response.json())["chat"]["id"]
-            async with http.post(
-                f"{server.url}/api/chats/{chat_id}/messages",
-                json={"content": "hi"},
-                headers=headers,
-            ) as response:
-                lines = []
-                async for raw in response.content:
-                    lines.append(raw.decode())
-                    if raw.startswith(b"event: delta"):
-                        break
-                server.process.send_signal(signal.SIGTERM)
-                lines += [raw.decode() async for raw in response.content]
-            # The browser was told how its answer ended before the server went away.
-            ends = [i for i, line in enumerate(lines) if line.startswith("event: end")]
-            assert ends, "".join(lines[-5:])
-            end = json.loads(lines[ends[0] + 1].removeprefix("data: "))
-            assert end["status"] == "interrupted"
-            assert await server.stop() == 0
-
-    conn = await asyncpg.connect(database_url)
-    try:
-        row = await conn.fetchrow(
-            "SELECT status, content FROM messages WHERE role = 'assistant' AND chat_id = $1",
-            __import__("uuid").UUID(chat_id),
-        )
-    finally:
-        await conn.close()
-    assert row["status"] == "interrupted"
-    assert row["content"].startswith("w0 w1 ") and len(row["content"]) < len("".join(words))
