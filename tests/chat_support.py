@@ -19,7 +19,7 @@ import pytest
 
 from llmhub.config import Settings
 from tests.fakes.ollama import FakeModel, FakeOllama
-from tests.hub import Client, Hub, hub_settings, running_hub
+from tests.hub import Client, Hub, hub_settings, started_hub
 
 MODEL = "ollama/llama3.2:1b"
 REPLY = "The quick brown fox jumps over the lazy dog again and again"
@@ -38,8 +38,7 @@ async def fake() -> AsyncIterator[FakeOllama]:
 
 @pytest.fixture
 async def chat_hub(database_url: str, data_dir: Path, fake: FakeOllama) -> AsyncIterator[Hub]:
-    async with running_hub(chat_settings(database_url, data_dir, fake.url)) as hub:
-        await hub.app.state.registry.wait_first_refresh(5)
+    async with started_hub(chat_settings(database_url, data_dir, fake.url)) as hub:
         yield hub
 
 

@@ -14,8 +14,11 @@ from llmhub.migrations import migrate
 from tests.hub import Hub, hub_settings, running_hub
 from tests.pg import admin_url_from_env, reachable, throwaway_database
 
-# Tests never touch the developer's real data dir or config file.
-os.environ.pop("LLMHUB_DATABASE_URL", None)
+# Variables that steer the test run itself; every other LLMHUB_* is a setting, and tests
+# never inherit the developer's settings (module-scoped hubs start before any fixture runs).
+TEST_CONTROLS = {"LLMHUB_TEST_DATABASE_URL", "LLMHUB_REQUIRE_BROWSER"}
+for _name in [k for k in os.environ if k.startswith("LLMHUB_") and k not in TEST_CONTROLS]:
+    del os.environ[_name]
 
 
 @pytest.fixture(scope="session")
@@ -97,6 +100,6 @@ def data_dir() -> Iterator[Path]:
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for key in list(os.environ):
-        if key.startswith("LLMHUB_") and key != "LLMHUB_TEST_DATABASE_URL":
+        if key.startswith("LLMHUB_") and key not in TEST_CONTROLS:
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)

@@ -160,3 +160,11 @@ async def running_hub(settings: Settings) -> AsyncIterator[Hub]:
         await hub.close()
         server.should_exit = True
         await task
+
+
+@contextlib.asynccontextmanager
+async def started_hub(settings: Settings) -> AsyncIterator[Hub]:
+    """`running_hub`, once its model catalog has loaded (unprefixed model ids resolve)."""
+    async with running_hub(settings) as hub:
+        assert await hub.app.state.registry.wait_first_refresh(5)
+        yield hub

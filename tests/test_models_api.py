@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 
 from llmhub.config import Settings
 from tests.fakes.ollama import FakeModel, FakeOllama
-from tests.hub import Client, Hub, running_hub
+from tests.hub import Client, Hub, started_hub
 from tests.hub import hub_settings as shared_settings
 
 CHAT = "llama3.2:1b"
@@ -56,14 +55,10 @@ def fake(module_fake: FakeOllama) -> Iterator[FakeOllama]:
 async def hub(
     module_database_url: str, module_fake: FakeOllama, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Hub]:
-    with pytest.MonkeyPatch.context() as env:
-        for name in [k for k in os.environ if k.startswith("LLMHUB_")]:
-            env.delenv(name)
-        settings = hub_settings(
-            module_database_url, tmp_path_factory.mktemp("data"), ollama={"url": module_fake.url}
-        )
-    async with running_hub(settings) as running:
-        assert await running.app.state.registry.wait_first_refresh(5)
+    settings = hub_settings(
+        module_database_url, tmp_path_factory.mktemp("data"), ollama={"url": module_fake.url}
+    )
+    async with started_hub(settings) as running:
         yield running
 
 

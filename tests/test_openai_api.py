@@ -7,10 +7,8 @@ from __future__ import annotations
 import array
 import asyncio
 import base64
-import contextlib
 import itertools
 import json
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -29,7 +27,7 @@ from llmhub.config import Settings
 from llmhub.repo.usage import UsageRow
 from tests.fakes.bedrock import FakeBedrock
 from tests.fakes.ollama import FakeModel, FakeOllama
-from tests.hub import Client, Hub, running_hub
+from tests.hub import Client, Hub, started_hub
 from tests.hub import hub_settings as shared_settings
 
 CHAT = "llama3.2:1b"
@@ -57,13 +55,6 @@ def hub_settings(database_url: str, data_dir: Path, **overrides: Any) -> Setting
     return shared_settings(database_url, data_dir, **{"max_body_bytes": MAX_BODY, **overrides})
 
 
-@contextlib.asynccontextmanager
-async def started_hub(settings: Settings) -> AsyncIterator[Hub]:
-    async with running_hub(settings) as hub:
-        assert await hub.app.state.registry.wait_first_refresh(5)
-        yield hub
-
-
 # One hub, database and fake Ollama for the module (a hub per test would dominate the runtime);
 # tests that change shared state (fault knobs, limits) put it back, or use their own hub.
 
@@ -86,16 +77,13 @@ def fake(module_fake: FakeOllama) -> Iterator[FakeOllama]:
 async def ohub(
     module_database_url: str, module_fake: FakeOllama, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Hub]:
-    with pytest.MonkeyPatch.context() as env:
-        for name in [k for k in os.environ if k.startswith("LLMHUB_")]:
-            env.delenv(name)
-        settings = hub_settings(
-            module_database_url,
-            tmp_path_factory.mktemp("data"),
-            ollama={"url": module_fake.url},
-            # Unlimited by default: the limit tests set their own, per user.
-            limits={"requests_per_minute": 0},
-        )
+    settings = hub_settings(
+        module_database_url,
+        tmp_path_factory.mktemp("data"),
+        ollama={"url": module_fake.url},
+        # Unlimited by default: the limit tests set their own, per user.
+        limits={"requests_per_minute": 0},
+    )
     async with started_hub(settings) as hub:
         yield hub
 
