@@ -84,7 +84,7 @@ def create_app(settings: Settings) -> Starlette:
             Middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes),
             Middleware(UnexpectedErrorMiddleware),
         ],
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
     app.state.settings = settings

@@ -158,7 +158,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         server_header=False,
         proxy_headers=True,
         forwarded_allow_ips=settings.trusted_proxies,
-        timeout_graceful_shutdown=settings.shutdown_timeout,
+        # uvicorn declares an int but hands it to asyncio.wait_for, which takes any float.
+        timeout_graceful_shutdown=settings.shutdown_timeout,  # type: ignore[arg-type]
     )
     server = _AnnouncingServer(config)
     # uvicorn re-raises the signal that stopped it once it has drained; a no-op handler lets

@@ -53,7 +53,8 @@ class EmbeddedPostgres:
         return self.uri(EMBEDDED_DATABASE)
 
     def uri(self, database: str) -> str:
-        return self._server.get_uri(database)
+        uri: str = self._server.get_uri(database)
+        return uri
 
     def stop(self) -> None:
         if self._server is not None:

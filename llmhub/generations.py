@@ -26,6 +26,7 @@ from uuid import UUID
 
 import asyncpg
 import structlog
+from asyncpg.pool import PoolConnectionProxy
 
 from providers.base import (
     ChatEnd,
@@ -145,12 +146,13 @@ class GenerationManager:
         self._running: dict[UUID, Generation] = {}
         self._finished: dict[UUID, Generation] = {}
         self._background: set[asyncio.Task[Any]] = set()
-        self._lock_conn: asyncpg.Connection | None = None
+        self._lock_conn: PoolConnectionProxy | None = None
         self._drain: asyncio.Future[None] | None = None
 
     @property
     def pool(self) -> asyncpg.Pool:
-        return self.state.pool
+        pool: asyncpg.Pool = self.state.pool
+        return pool
 
     # -- lifecycle -----------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from .resources import SQL_DIR
 
@@ -59,11 +60,12 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
     applied_at timestamptz NOT NULL DEFAULT now()
 )"""
 
+Conn = asyncpg.Connection | PoolConnectionProxy
 Progress = Callable[[str, str, float | None], None]
 
 
 async def migrate(
-    conn: asyncpg.Connection,
+    conn: Conn,
     migrations: list[Migration] | None = None,
     progress: Progress | None = None,
 ) -> list[str]:
@@ -96,9 +98,7 @@ async def migrate(
     return applied_names
 
 
-async def status(
-    conn: asyncpg.Connection, migrations: list[Migration] | None = None
-) -> list[MigrationStatus]:
+async def status(conn: Conn, migrations: list[Migration] | None = None) -> list[MigrationStatus]:
     migrations = load_migrations() if migrations is None else migrations
     exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
     rows = (
@@ -116,7 +116,7 @@ async def status(
     ]
 
 
-async def _applied_checksums(conn: asyncpg.Connection) -> dict[str, str]:
+async def _applied_checksums(conn: Conn) -> dict[str, str]:
     return {r["name"]: r["checksum"] for r in await conn.fetch("SELECT * FROM schema_migrations")}
 
 

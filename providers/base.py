@@ -6,7 +6,7 @@ Types are slotted dataclasses: they are built per streamed chunk, so they stay c
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -144,7 +144,7 @@ class Provider(ABC):
     async def list_models(self) -> list[ModelInfo]: ...
 
     @abstractmethod
-    def chat(self, request: ChatRequest) -> AsyncIterator[ChatEvent]: ...
+    def chat(self, request: ChatRequest) -> AsyncGenerator[ChatEvent, None]: ...
 
     @abstractmethod
     async def embed(self, request: EmbedRequest) -> EmbedResult: ...

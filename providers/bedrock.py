@@ -16,7 +16,7 @@ import json
 import math
 import re
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack, aclosing, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -236,7 +236,8 @@ def _profile_model(profile: Mapping[str, Any]) -> str:
     for model in profile.get("models", ()):
         arn = model.get("modelArn", "")
         if "foundation-model/" in arn:
-            return arn.rsplit("/", 1)[-1]
+            model_id: str = arn.rsplit("/", 1)[-1]
+            return model_id
     return base_model_id(profile["inferenceProfileId"])
 
 
@@ -447,7 +448,8 @@ def _native_usage(
 
 
 def _headers(response: Mapping[str, Any]) -> Mapping[str, str]:
-    return response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    headers: Mapping[str, str] = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    return headers
 
 
 def _invocation_metrics(metrics: Mapping[str, Any] | None) -> dict[str, int | float]:
@@ -578,7 +580,8 @@ class BedrockProvider(Provider):
         client = await self._client("bedrock")
         with _translated(None):
             response = await client.list_foundation_models()
-        return response.get("modelSummaries", [])
+        summaries: list[dict[str, Any]] = response.get("modelSummaries", [])
+        return summaries
 
     async def _inference_profiles(self) -> list[dict[str, Any]]:
         client = await self._client("bedrock")
@@ -616,7 +619,7 @@ class BedrockProvider(Provider):
 
     # -- chat -------------------------------------------------------------------------------
 
-    async def chat(self, request: ChatRequest) -> AsyncIterator[ChatEvent]:
+    async def chat(self, request: ChatRequest) -> AsyncGenerator[ChatEvent, None]:
         self._check_allowed(request.model)
         family = model_family(request.model)
         if family in ("titan_embed", "cohere_embed"):
@@ -635,7 +638,7 @@ class BedrockProvider(Provider):
             async for event in events:
                 yield event
 
-    async def _chat_converse(self, request: ChatRequest) -> AsyncIterator[ChatEvent]:
+    async def _chat_converse(self, request: ChatRequest) -> AsyncGenerator[ChatEvent, None]:
         client = await self._client("bedrock-runtime")
         with _translated(request.model):
             response = await client.converse(**converse_params(request))
@@ -657,7 +660,7 @@ class BedrockProvider(Provider):
             metrics=metrics,
         )
 
-    async def _chat_converse_stream(self, request: ChatRequest) -> AsyncIterator[ChatEvent]:
+    async def _chat_converse_stream(self, request: ChatRequest) -> AsyncGenerator[ChatEvent, None]:
         client = await self._client("bedrock-runtime")
         params = converse_params(request)
         with _translated(request.model):
@@ -702,7 +705,7 @@ class BedrockProvider(Provider):
                 payload = json.loads(await stream.read())
         return payload, _headers(response)
 
-    async def _chat_jurassic(self, request: ChatRequest) -> AsyncIterator[ChatEvent]:
+    async def _chat_jurassic(self, request: ChatRequest) -> AsyncGenerator[ChatEvent, None]:
         body = jurassic_body(request)
         payload, headers = await self._invoke_json(request.model, body)
         completion = payload["completions"][0]
@@ -718,7 +721,7 @@ class BedrockProvider(Provider):
         reason = completion.get("finishReason", {}).get("reason", "")
         yield ChatEnd(stop_reason=_J2_STOP_REASONS.get(reason, "stop"), usage=usage)
 
-    async def _chat_cohere(self, request: ChatRequest) -> AsyncIterator[ChatEvent]:
+    async def _chat_cohere(self, request: ChatRequest) -> AsyncGenerator[ChatEvent, None]:
         body = cohere_command_body(request, stream=False)
         payload, headers = await self._invoke_json(request.model, body)
         generation = payload["generations"][0]
@@ -727,7 +730,7 @@ class BedrockProvider(Provider):
             yield TextDelta(text)
         yield _cohere_end(generation, _native_usage(headers, None, body["prompt"], text))
 
-    async def _chat_cohere_stream(self, request: ChatRequest) -> AsyncIterator[ChatEvent]:
+    async def _chat_cohere_stream(self, request: ChatRequest) -> AsyncGenerator[ChatEvent, None]:
         client = await self._client("bedrock-runtime")
         body = cohere_command_body(request, stream=True)
         with _translated(request.model):

@@ -16,7 +16,7 @@ import base64
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -182,7 +182,7 @@ class OllamaProvider(Provider):
             payload["keep_alive"] = self._keep_alive
         return payload
 
-    async def chat(self, request: ChatRequest) -> AsyncIterator[ChatEvent]:
+    async def chat(self, request: ChatRequest) -> AsyncGenerator[ChatEvent, None]:
         resp = await self._open("POST", "/api/chat", self._chat_payload(request))
         reader = _JSONLines(resp, self._translate, streaming=request.stream)
         tags: _ThinkTags | None = _ThinkTags()
@@ -506,7 +506,8 @@ def _error_message(body: bytes) -> str:
     except ValueError:
         parsed = None
     if isinstance(parsed, dict) and isinstance(parsed.get("error"), str):
-        return parsed["error"]
+        message: str = parsed["error"]
+        return message
     return body.decode("utf-8", "replace").strip()[:500] or "(empty body)"
 
 

@@ -47,12 +47,10 @@ def _storage_down_is_503(
     """Redis unreachable: a 503 saying so, not a 500. Limits are not silently skipped."""
 
     @functools.wraps(method)
-    async def guarded(self: Any, *args: P.args, **kwargs: P.kwargs) -> R:
-        from limits.errors import StorageError
-
+    async def guarded(self: Any, /, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return await method(self, *args, **kwargs)
-        except (StorageError, *_as_tuple(self.storage.base_exceptions)) as exc:
+        except _storage_errors(self.storage) as exc:
             raise ProviderUnavailable(
                 "the rate-limit store is unavailable; try again shortly",
                 code="limits_unavailable",
@@ -61,8 +59,11 @@ def _storage_down_is_503(
     return guarded
 
 
-def _as_tuple(exceptions: Any) -> tuple[type[BaseException], ...]:
-    return exceptions if isinstance(exceptions, tuple) else (exceptions,)
+def _storage_errors(storage: Storage) -> tuple[type[BaseException], ...]:
+    from limits.errors import StorageError
+
+    base = storage.base_exceptions
+    return (StorageError, *(base if isinstance(base, tuple) else (base,)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +168,8 @@ class LoginThrottle:
         return [*([f"login:ip:{_address_block(ip)}"] if ip else []), f"login:account:{account}"]
 
     def _backoff(self, failures: int) -> int:
-        return min(self.MAX_BACKOFF, 2 ** max(0, failures - self.free_failures))
+        backoff: int = 2 ** max(0, failures - self.free_failures)
+        return min(self.MAX_BACKOFF, backoff)
 
     @_storage_down_is_503
     async def check(self, account: str, ip: str | None) -> None:

@@ -3,5 +3,8 @@
 from __future__ import annotations
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
-Db = asyncpg.Pool | asyncpg.Connection
+# A connection is either one we opened or one a pool lent us (`async with pool.acquire()`).
+Conn = asyncpg.Connection | PoolConnectionProxy
+Db = asyncpg.Pool | Conn

@@ -10,7 +10,7 @@ from uuid import UUID
 import asyncpg
 
 from ..errors import Conflict, Forbidden
-from . import Db
+from . import Conn, Db
 
 _USER_FIELDS = (
     "id",
@@ -114,7 +114,7 @@ def _key(row: asyncpg.Record) -> ApiKey:
 
 
 async def create_user(
-    conn: asyncpg.Connection,
+    conn: Conn,
     email: str,
     display_name: str,
     password_hash: str,
@@ -143,6 +143,7 @@ async def create_user(
             raise Conflict(
                 "an account with this email already exists", code="email_taken"
             ) from None
+    assert row is not None  # INSERT ... RETURNING always returns the row it made
     return _user(row)
 
 
@@ -185,7 +186,10 @@ async def update_user(db: Db, user_id: UUID, **changes: Any) -> User | None:
 
 
 async def count_admins(db: Db) -> int:
-    return await db.fetchval("SELECT count(*) FROM users WHERE role = 'admin' AND NOT disabled")
+    admins: int = await db.fetchval(
+        "SELECT count(*) FROM users WHERE role = 'admin' AND NOT disabled"
+    )
+    return admins
 
 
 async def delete_user(db: Db, user_id: UUID) -> bool:
@@ -288,6 +292,7 @@ async def create_api_key(
         allowed_models,
         limits,
     )
+    assert row is not None  # INSERT ... RETURNING always returns the row it made
     return _key(row)
 
 

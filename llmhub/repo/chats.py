@@ -180,6 +180,7 @@ async def create_chat(
         system_prompt,
         settings,
     )
+    assert row is not None  # INSERT ... RETURNING always returns the row it made
     return _chat(row)
 
 
@@ -240,13 +241,14 @@ async def chat_messages_json(db: Db, user_id: UUID, chat_id: UUID) -> str:
     planner underestimates the rows (chat and user are correlated) and ANDs in a bitmap of all
     the user's messages.
     """
-    return await db.fetchval(
+    tree: str = await db.fetchval(
         f"SELECT coalesce(json_agg({_MESSAGE_JSON} ORDER BY m.created_at, m.id), '[]')::text "
         "FROM messages m WHERE m.chat_id = $1 "
         "AND EXISTS (SELECT 1 FROM chats c WHERE c.id = $1 AND c.user_id = $2)",
         chat_id,
         user_id,
     )
+    return tree
 
 
 _CHAT_UPDATABLE = {"title", "pinned", "archived", "model", "system_prompt", "current_leaf_id"}
@@ -371,6 +373,7 @@ async def start_exchange(
                 parent_id,
                 content,
             )
+            assert row is not None  # INSERT ... RETURNING always returns the row it made
             user_message = _message(row)
             parent_id = user_message.id
         row = await conn.fetchrow(
@@ -384,6 +387,7 @@ async def start_exchange(
             model,
             owner,
         )
+        assert row is not None  # INSERT ... RETURNING always returns the row it made
         assistant = _message(row)
         await conn.execute(
             "UPDATE chats SET current_leaf_id = $2 WHERE id = $1", chat_id, assistant.id

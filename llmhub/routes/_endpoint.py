@@ -44,7 +44,8 @@ def endpoint(access: Access) -> Callable[[Handler], Handler]:
 
 
 def principal(request: Request) -> Principal:
-    return request.state.principal
+    who: Principal = request.state.principal
+    return who
 
 
 # PostgreSQL cannot store NUL in text, and a lone surrogate cannot be encoded as UTF-8 at all.

@@ -177,7 +177,7 @@ async def update_chat(request: Request) -> Response:
                              code="invalid_parent")  # fmt: skip
     columns = ("title", "pinned", "archived", "model", "system_prompt", "current_leaf_id")
     changes = {name: getattr(body, name) for name in columns if name in given}
-    settings = {
+    settings: dict[str, Any] = {
         name: getattr(body, name) for name in ("temperature", "max_tokens") if name in given
     }
     chat = await repo.update_chat(pool, user_id, chat_id, changes, settings)

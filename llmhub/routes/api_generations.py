@@ -48,7 +48,8 @@ def event_stream(frames: AsyncIterator[bytes]) -> StreamingResponse:
 
 
 def _manager(request: Request) -> GenerationManager:
-    return request.app.state.generations
+    manager: GenerationManager = request.app.state.generations
+    return manager
 
 
 @endpoint("user")

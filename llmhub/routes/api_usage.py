@@ -44,6 +44,8 @@ async def usage(request: Request) -> Response:
     if (everyone or user_id != me.id) and not me.is_admin:
         raise Forbidden("only admins may see other users' usage", code="admin_required")
     until = _date(request, "to") or datetime.now(UTC).date()
+    since: date | None
+    end: date | None
     try:
         since = _date(request, "from") or until - timedelta(days=DEFAULT_DAYS - 1)
         end = until + timedelta(days=1)

@@ -29,7 +29,8 @@ class PullBody(Body):
 
 
 async def visible_models(request: Request) -> list[dict[str, Any]]:
-    return await request.app.state.catalog.visible()
+    models: list[dict[str, Any]] = await request.app.state.catalog.visible()
+    return models
 
 
 def _providers(request: Request, *, details: bool = True) -> dict[str, dict[str, Any]]:

@@ -12,7 +12,7 @@ import binascii
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Literal
 
 import anyio
@@ -314,7 +314,7 @@ def _sse(payload: dict[str, Any]) -> bytes:
 async def _stream_chunks(
     request: Request,
     call: model_calls.ModelCall,
-    events: AsyncIterator[Any],
+    events: AsyncGenerator[Any, None],
     first: Any,
     completion_id: str,
     created: int,
