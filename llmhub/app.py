@@ -13,9 +13,11 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount
 
 from . import db
+from .bus import make_bus
 from .catalog import Catalog
 from .config import Settings, load_or_create_secret_key
 from .errors import EXCEPTION_HANDLERS
+from .invalidation import Invalidation
 from .middleware import (
     BodySizeLimitMiddleware,
     SecurityHeadersMiddleware,
@@ -44,7 +46,11 @@ def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            await _open_database(app, settings, stack)
+            database_url = await _open_database(app, settings, stack)
+            bus = make_bus(settings.bus_kind, database_url, settings.redis_url)
+            await bus.start()
+            stack.push_async_callback(bus.aclose)  # after the generations: they publish last
+            app.state.bus = bus
             _set_up_auth(app, settings)
             stack.push_async_callback(_cancel, _start_sweeper(app.state.pool))
             from providers.registry import build_registry
@@ -54,6 +60,8 @@ def create_app(settings: Settings) -> Starlette:
             app.state.registry = registry
             app.state.catalog = Catalog(app.state.pool, registry)
             registry.on_models = app.state.catalog.record_seen
+            app.state.invalidation = Invalidation(app.state, bus)
+            await app.state.invalidation.start()
             registry.start()
             from .generations import GenerationManager
 
@@ -91,7 +99,8 @@ def create_app(settings: Settings) -> Starlette:
     return app
 
 
-async def _open_database(app: Starlette, settings: Settings, stack: Any) -> None:
+async def _open_database(app: Starlette, settings: Settings, stack: Any) -> str:
+    """Open the pool (and the embedded server when configured); returns the database URL."""
     url = settings.database_url
     if url is None:
         embedded = db.EmbeddedPostgres(settings.data_path / "postgres")
@@ -109,6 +118,7 @@ async def _open_database(app: Starlette, settings: Settings, stack: Any) -> None
     if settings.migrate_on_start:
         async with pool.acquire() as conn:
             await migrate(conn, progress=_log_migration)
+    return url
 
 
 def _set_up_auth(app: Starlette, settings: Settings) -> None:
@@ -132,17 +142,23 @@ def _set_up_auth(app: Starlette, settings: Settings) -> None:
     app.state.default_limits = DefaultLimits(pool, settings.limits.model_dump())
 
 
+SESSION_SWEEP_EVERY = 3600.0
+
+
 def _start_sweeper(pool: Any) -> asyncio.Task[None]:
-    """Expired sessions are refused on read; this only keeps the table small."""
+    """Expired sessions are refused on read; this only keeps the table small. Every replica
+    asks often; one of them sweeps, once per `SESSION_SWEEP_EVERY`."""
+    from .repo import jobs
     from .repo.accounts import delete_expired_sessions
 
     async def sweep() -> None:
         while True:
             try:
-                await delete_expired_sessions(pool)
-            except Exception as exc:  # a failed sweep is retried next hour
+                if await jobs.claim(pool, "session-sweep", SESSION_SWEEP_EVERY):
+                    await delete_expired_sessions(pool)
+            except Exception as exc:  # a failed sweep is retried next round
                 log.warning("session sweep failed", error=str(exc))
-            await asyncio.sleep(3600)
+            await asyncio.sleep(SESSION_SWEEP_EVERY / 12)
 
     return asyncio.create_task(sweep(), name="session-sweeper")
 

@@ -1,6 +1,6 @@
 """The model catalog as users see it: the registry's live models, minus those an admin disabled,
-under the names an admin chose. Admin choices are cached briefly; every replica re-reads them
-within `CACHE_SECONDS`."""
+under the names an admin chose. Admin choices are cached briefly; a change drops the cache on
+every replica at once (llmhub.invalidation), `CACHE_SECONDS` is the fallback."""
 
 from __future__ import annotations
 
@@ -28,22 +28,28 @@ class Catalog:
         self.registry = registry
         self._choices: dict[str, dict[str, Any]] = {}
         self._loaded_at = float("-inf")
+        self._epoch = 0  # bumped by invalidate: a read that raced with it is not kept
 
     async def record_seen(self, provider: str, models: list[ModelInfo]) -> None:
         """Registry refresh hook: remember every model seen, so the catalog outlives outages."""
         try:
-            await repo.upsert_seen(self.pool, models)
+            # Every replica refreshes; the row is written by the first of them each round.
+            await repo.upsert_seen(self.pool, models, fresh_for=self.registry.ttl / 2)
         except Exception as exc:  # the catalog table is bookkeeping; serving goes on without it
             log.warning("could not record models", provider=provider, error=str(exc))
         self.invalidate()
 
     def invalidate(self) -> None:
+        self._epoch += 1
         self._loaded_at = float("-inf")
 
     async def choices(self) -> dict[str, dict[str, Any]]:
         if time.monotonic() - self._loaded_at > self.CACHE_SECONDS:
-            self._choices = await repo.admin_choices(self.pool)
-            self._loaded_at = time.monotonic()
+            epoch, started = self._epoch, time.monotonic()
+            choices = await repo.admin_choices(self.pool)
+            if epoch != self._epoch:
+                return choices  # fresh enough for this caller, not to keep
+            self._choices, self._loaded_at = choices, started
         return self._choices
 
     async def check_enabled(self, model_id: str) -> None:

@@ -11,6 +11,7 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from .config import ConfigError, Settings, load_settings
 
@@ -229,24 +230,34 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 @contextlib.asynccontextmanager
-async def _database(settings: Settings) -> AsyncIterator[Any]:
+async def _database_url(settings: Settings) -> AsyncIterator[str]:
+    """The configured database's URL, starting the embedded server for the block if needed."""
+    from . import db
+
+    if settings.database_url is not None:
+        yield settings.database_url
+        return
+    embedded = db.EmbeddedPostgres(settings.data_path / "postgres")
+    url = await asyncio.to_thread(embedded.start)
+    try:
+        yield url
+    finally:
+        embedded.stop()
+
+
+@contextlib.asynccontextmanager
+async def _database(settings: Settings, url: str | None = None) -> AsyncIterator[Any]:
     """A small pool on the configured database (starting the embedded one when needed)."""
     from . import db
 
-    embedded = None
-    url = settings.database_url
-    if url is None:
-        embedded = db.EmbeddedPostgres(settings.data_path / "postgres")
-        url = await asyncio.to_thread(embedded.start)
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        if url is None:
+            url = await stack.enter_async_context(_database_url(settings))
         pool = await db.create_pool(
             url, min_size=1, max_size=2, connect_timeout=settings.db_connect_timeout
         )
         async with pool:
             yield pool
-    finally:
-        if embedded is not None:
-            embedded.stop()
 
 
 async def _run_migrate(settings: Settings, *, status_only: bool) -> int:
@@ -308,69 +319,84 @@ def _read_password(from_stdin: bool) -> str:
 
 
 async def _run_admin(settings: Settings, args: argparse.Namespace, password: str | None) -> int:
-    from datetime import UTC, datetime, timedelta
+    from . import migrations
 
-    from . import accounts, migrations
-    from .repo import accounts as repo
-
-    async with _database(settings) as pool:
+    async with _database_url(settings) as url, _database(settings, url) as pool:
         async with pool.acquire() as conn:
             await migrations.migrate(conn, progress=_print_progress_stderr)
-        command = (args.command, args.action)
-        if command == ("users", "create"):
-            assert password is not None
-            user = await accounts.create_user(
-                pool,
-                args.email,
-                password,
-                display_name=args.name,
-                role="admin" if args.admin else "user",
-            )
-            print(f"created {user.email} ({user.role}) {user.id}")
-        elif command == ("users", "list"):
-            for user in await repo.list_users(pool):
-                flags = " disabled" if user.disabled else ""
-                print(f"{user.id}  {user.role:8} {user.email}{flags}")
-        elif command == ("users", "set-role"):
-            user = await accounts.find_user(pool, args.email)
-            user = await accounts.update_user(pool, user.id, role=args.role)
-            print(f"{user.email} is now {user.role}")
-        elif command == ("users", "reset-password"):
-            assert password is not None
-            user = await accounts.find_user(pool, args.email)
-            await accounts.set_password(pool, user.id, password)
-            print(f"password reset for {user.email}; their sessions were ended")
-        elif command == ("keys", "create"):
-            user = await accounts.find_user(pool, args.user)
-            expires = (
-                datetime.now(UTC) + timedelta(days=args.expires_days) if args.expires_days else None
-            )
-            models = (
-                [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
-            )
-            key, _ = await accounts.create_api_key(
-                pool, user.id, name=args.name, expires_at=expires, allowed_models=models
-            )
-            print(key)  # alone on stdout, so `KEY=$(llmhub keys create ...)` captures it
-        elif command == ("keys", "list"):
-            user = await accounts.find_user(pool, args.user)
-            for k in await repo.list_api_keys(pool, user.id):
-                state = "revoked" if k.revoked_at else "active"
-                print(f"{k.id}  {k.prefix}...  {state:8} {k.name}")
-        elif command == ("keys", "revoke"):
-            from uuid import UUID
+        changed = await _run_admin_command(pool, args, password)
+        if isinstance(changed, UUID):
+            # Running servers drop what they cached about the user at once.
+            from .invalidation import announce
 
-            user = await accounts.find_user(pool, args.user)
-            try:
-                key_id = UUID(args.key_id)
-            except ValueError:
-                print(f"llmhub: {args.key_id!r} is not a key id", file=sys.stderr)
-                return EXIT_FAILURE
-            if await repo.revoke_api_key(pool, user.id, key_id) is None:
-                print("llmhub: no such key for that user", file=sys.stderr)
-                return EXIT_FAILURE
-            print(f"revoked {args.key_id}")
-    return 0
+            await announce(settings.bus_kind, url, settings.redis_url, f"user {changed}")
+        return EXIT_FAILURE if changed is False else 0
+
+
+async def _run_admin_command(
+    pool: Any, args: argparse.Namespace, password: str | None
+) -> UUID | bool:
+    """Runs one users/keys command: False on failure, the user's id when servers must hear
+    of the change, else True."""
+    from datetime import UTC, datetime, timedelta
+
+    from . import accounts
+    from .repo import accounts as repo
+
+    command = (args.command, args.action)
+    if command == ("users", "create"):
+        assert password is not None
+        user = await accounts.create_user(
+            pool,
+            args.email,
+            password,
+            display_name=args.name,
+            role="admin" if args.admin else "user",
+        )
+        print(f"created {user.email} ({user.role}) {user.id}")
+    elif command == ("users", "list"):
+        for user in await repo.list_users(pool):
+            flags = " disabled" if user.disabled else ""
+            print(f"{user.id}  {user.role:8} {user.email}{flags}")
+    elif command == ("users", "set-role"):
+        user = await accounts.find_user(pool, args.email)
+        user = await accounts.update_user(pool, user.id, role=args.role)
+        print(f"{user.email} is now {user.role}")
+        return user.id
+    elif command == ("users", "reset-password"):
+        assert password is not None
+        user = await accounts.find_user(pool, args.email)
+        await accounts.set_password(pool, user.id, password)
+        print(f"password reset for {user.email}; their sessions were ended")
+        return user.id
+    elif command == ("keys", "create"):
+        user = await accounts.find_user(pool, args.user)
+        expires = (
+            datetime.now(UTC) + timedelta(days=args.expires_days) if args.expires_days else None
+        )
+        models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+        key, _ = await accounts.create_api_key(
+            pool, user.id, name=args.name, expires_at=expires, allowed_models=models
+        )
+        print(key)  # alone on stdout, so `KEY=$(llmhub keys create ...)` captures it
+    elif command == ("keys", "list"):
+        user = await accounts.find_user(pool, args.user)
+        for k in await repo.list_api_keys(pool, user.id):
+            state = "revoked" if k.revoked_at else "active"
+            print(f"{k.id}  {k.prefix}...  {state:8} {k.name}")
+    elif command == ("keys", "revoke"):
+        user = await accounts.find_user(pool, args.user)
+        try:
+            key_id = UUID(args.key_id)
+        except ValueError:
+            print(f"llmhub: {args.key_id!r} is not a key id", file=sys.stderr)
+            return False
+        if await repo.revoke_api_key(pool, user.id, key_id) is None:
+            print("llmhub: no such key for that user", file=sys.stderr)
+            return False
+        print(f"revoked {args.key_id}")
+        return user.id
+    return True
 
 
 def _print_progress_stderr(name: str, phase: str, ms: float | None) -> None:

@@ -99,6 +99,7 @@ class Settings(BaseSettings):
     migrate_on_start: bool = True
     secret_key: SecretStr | None = None
     redis_url: RedisUrl | None = None
+    bus: Literal["auto", "postgres", "redis"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "console", "json"] = "auto"
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
@@ -123,6 +124,8 @@ class Settings(BaseSettings):
                 raise ValueError("database_url: required in aws mode (an external PostgreSQL)")
             if self.secret_key is None:
                 raise ValueError("secret_key: required in aws mode (shared by all replicas)")
+        if self.bus == "redis" and self.redis_url is None:
+            raise ValueError("bus: 'redis' needs redis_url")
         return self
 
     @classmethod
@@ -136,6 +139,11 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         toml = InitSettingsSource(settings_cls, init_kwargs=dict(_toml_values.get() or {}))
         return (init_settings, env_settings, toml)
+
+    @property
+    def bus_kind(self) -> Literal["postgres", "redis"]:
+        """What carries messages between replicas; `auto` is PostgreSQL (see docs/scaling.md)."""
+        return "redis" if self.bus == "redis" else "postgres"
 
     # Mode profiles: derived, not configured, so a mode always means the same thing.
     @property

@@ -20,8 +20,9 @@ from . import tokens
 SESSION_COOKIE = "llmhub_session"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-# Sessions and API keys are re-read at least this often, so logout and revocation on another
-# replica take effect within it; on this replica they take effect at once (the entry is dropped).
+# Sessions and API keys are re-read at least this often. Logout and revocation drop the entries
+# at once, on every replica (over the bus, see llmhub/invalidation.py); the time limit is only the
+# fallback for a replica that missed the message.
 SESSION_CACHE_SECONDS = 1.0
 _TOUCH_EVERY = timedelta(seconds=60)
 
@@ -41,6 +42,8 @@ class Authenticator:
         self._signer = Signer(secret_key, salt="llmhub.session")
         self._sessions: dict[bytes, tuple[float, SessionRow]] = {}
         self._keys: dict[bytes, tuple[float, ApiKey, User]] = {}
+        # Bumped by every forget: a row read before a forget is not cached after it.
+        self._epoch = 0
 
     # -- cookies ---------------------------------------------------------------------------------
 
@@ -80,6 +83,7 @@ class Authenticator:
         cached = self._keys.get(key_hash)
         if cached and cached[0] > now:
             return Principal(cached[2], api_key=cached[1])
+        epoch = self._epoch
         found = await repo.api_key_by_hash(self.pool, key_hash)
         if found is None:
             self._keys.pop(key_hash, None)
@@ -88,7 +92,8 @@ class Authenticator:
         await repo.touch_api_key(self.pool, api_key.id)
         if len(self._keys) > 10_000:
             self._keys.clear()
-        self._keys[key_hash] = (now + SESSION_CACHE_SECONDS, api_key, user)
+        if epoch == self._epoch:
+            self._keys[key_hash] = (now + SESSION_CACHE_SECONDS, api_key, user)
         return Principal(user, api_key=api_key)
 
     async def _session(self, id_hash: bytes) -> SessionRow | None:
@@ -96,6 +101,7 @@ class Authenticator:
         cached = self._sessions.get(id_hash)
         if cached and cached[0] > now:
             return cached[1]
+        epoch = self._epoch
         session = await repo.session_by_hash(self.pool, id_hash, self.idle_timeout)
         if session is None:
             self._sessions.pop(id_hash, None)
@@ -104,14 +110,24 @@ class Authenticator:
             await repo.touch_session(self.pool, id_hash)
         if len(self._sessions) > 10_000:
             self._sessions.clear()
-        self._sessions[id_hash] = (now + SESSION_CACHE_SECONDS, session)
+        if epoch == self._epoch:
+            self._sessions[id_hash] = (now + SESSION_CACHE_SECONDS, session)
         return session
 
-    def forget_session(self, session_id: str) -> None:
-        self._sessions.pop(tokens.digest(session_id), None)
+    # These act on this replica only: llmhub.invalidation applies them everywhere.
+
+    def forget_session(self, id_hash: bytes) -> None:
+        self._epoch += 1
+        self._sessions.pop(id_hash, None)
+
+    def forget_all(self) -> None:
+        self._epoch += 1
+        self._sessions.clear()
+        self._keys.clear()
 
     def forget_user(self, user_id: UUID) -> None:
         """Drop everything cached for a user: their changes take effect on the next request."""
+        self._epoch += 1
         for id_hash, (_, session) in list(self._sessions.items()):
             if session.user.id == user_id:
                 del self._sessions[id_hash]

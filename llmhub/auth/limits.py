@@ -256,7 +256,8 @@ def describe(limits: dict[str, Any]) -> dict[str, int]:
 
 
 class DefaultLimits:
-    """The admin-set defaults (app_settings), over the config file's, cached briefly."""
+    """The admin-set defaults (app_settings), over the config file's, cached briefly (a change
+    drops the cache on every replica at once; the time limit is the fallback)."""
 
     CACHE_SECONDS = 5.0
 
@@ -264,17 +265,21 @@ class DefaultLimits:
         self.pool = pool
         self.configured = configured
         self._cached: tuple[float, dict[str, int]] | None = None
+        self._epoch = 0  # bumped by invalidate: a read that raced with it is not kept
 
     async def __call__(self) -> dict[str, int]:
         now = time.monotonic()
         if self._cached and self._cached[0] > now:
             return self._cached[1]
+        epoch = self._epoch
         stored = await self.pool.fetchval(
             "SELECT value FROM app_settings WHERE key = 'default_limits'"
         )
         merged = {**self.configured, **(stored or {})}
-        self._cached = (now + self.CACHE_SECONDS, merged)
+        if epoch == self._epoch:
+            self._cached = (now + self.CACHE_SECONDS, merged)
         return merged
 
     def invalidate(self) -> None:
+        self._epoch += 1
         self._cached = None

@@ -10,17 +10,30 @@ from providers.base import ModelInfo
 from . import Db
 
 
-async def upsert_seen(db: Db, models: list[ModelInfo]) -> None:
+async def upsert_seen(db: Db, models: list[ModelInfo], fresh_for: float = 0.0) -> None:
+    """Record models as seen now. A row that another replica wrote within `fresh_for` seconds,
+    with the same details, is left alone: with several replicas each model is written once per
+    round, not once per replica."""
     if not models:
         return
     await db.executemany(
-        "INSERT INTO models (id, provider, capabilities, context_length, size_bytes) "
+        "INSERT INTO models AS m (id, provider, capabilities, context_length, size_bytes) "
         "VALUES ($1, $2, $3, $4, $5) "
         "ON CONFLICT (id) DO UPDATE SET provider = excluded.provider, "
         "capabilities = excluded.capabilities, context_length = excluded.context_length, "
-        "size_bytes = excluded.size_bytes, last_seen_at = now()",
+        "size_bytes = excluded.size_bytes, last_seen_at = now() "
+        "WHERE m.last_seen_at <= now() - make_interval(secs => $6) "
+        "OR (m.provider, m.capabilities, m.context_length, m.size_bytes) IS DISTINCT FROM "
+        "(excluded.provider, excluded.capabilities, excluded.context_length, excluded.size_bytes)",
         [
-            (m.id, m.provider, dataclasses.asdict(m.capabilities), m.context_length, m.size_bytes)
+            (
+                m.id,
+                m.provider,
+                dataclasses.asdict(m.capabilities),
+                m.context_length,
+                m.size_bytes,
+                fresh_for,
+            )
             for m in models
         ],
     )

@@ -52,7 +52,7 @@ async def update_user(request: Request) -> Response:
         display_name=body.display_name,
         limits=body.limits.set_values() if body.limits is not None else None,
     )
-    request.app.state.auth.forget_user(user_id)
+    await request.app.state.invalidation.user(user_id)
     return JSONResponse({"user": user.public()})
 
 
@@ -61,7 +61,7 @@ async def reset_password(request: Request) -> Response:
     user_id = path_uuid(request, "user_id")
     body = await read_body(request, PasswordResetBody)
     await accounts.set_password(request.app.state.pool, user_id, body.password)
-    request.app.state.auth.forget_user(user_id)
+    await request.app.state.invalidation.user(user_id)
     return JSONResponse({"ok": True})
 
 
@@ -69,7 +69,7 @@ async def reset_password(request: Request) -> Response:
 async def delete_user(request: Request) -> Response:
     user_id = path_uuid(request, "user_id")
     await accounts.delete_user(request.app.state.pool, user_id)
-    request.app.state.auth.forget_user(user_id)
+    await request.app.state.invalidation.user(user_id)
     return JSONResponse({"ok": True})
 
 
@@ -84,7 +84,7 @@ async def put_limits(request: Request) -> Response:
     current = await request.app.state.default_limits()
     updated = {**current, **body.set_values()}
     await repo.put_setting(request.app.state.pool, "default_limits", updated)
-    request.app.state.default_limits.invalidate()
+    await request.app.state.invalidation.limits()
     return JSONResponse({"limits": describe(updated)})
 
 

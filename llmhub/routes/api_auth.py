@@ -58,7 +58,7 @@ async def _start_session(request: Request, user: User, status: int = 200) -> Res
     old = auth.session_id_from(request)
     if old is not None:
         await repo.delete_session(auth.pool, tokens.digest(old))
-        auth.forget_session(old)
+        await request.app.state.invalidation.session(tokens.digest(old))
     session_id = tokens.new_session_id()
     await repo.create_session(
         auth.pool,
@@ -153,7 +153,7 @@ async def logout(request: Request) -> Response:
     auth: Authenticator = request.app.state.auth
     if me.session_id is not None:
         await repo.delete_session(auth.pool, tokens.digest(me.session_id))
-        auth.forget_session(me.session_id)
+        await request.app.state.invalidation.session(tokens.digest(me.session_id))
     return _end_session(request, JSONResponse({"ok": True}))
 
 
@@ -162,7 +162,7 @@ async def logout_everywhere(request: Request) -> Response:
     me: Principal = principal(request)
     auth: Authenticator = request.app.state.auth
     ended = await repo.delete_user_sessions(auth.pool, me.user.id)
-    auth.forget_user(me.user.id)
+    await request.app.state.invalidation.user(me.user.id)
     return _end_session(request, JSONResponse({"ok": True, "sessions_ended": ended}))
 
 
@@ -193,7 +193,7 @@ async def change_password(request: Request) -> Response:
         raise Forbidden("current password is wrong", code="invalid_credentials")
     await throttle.succeeded(account, ip)
     await accounts.set_password(auth.pool, current.user.id, body.new_password)
-    auth.forget_user(current.user.id)
+    await request.app.state.invalidation.user(current.user.id)
     if current.session_id is None:
         return JSONResponse({"ok": True})
     return await _start_session(request, current.user)

@@ -85,7 +85,7 @@ async def revoke_key(request: Request) -> Response:
     revoked = await repo.revoke_api_key(request.app.state.pool, principal(request).user.id, key_id)
     if revoked is None:
         raise NotFound("API key not found", code="api_key_not_found")
-    request.app.state.auth.forget_user(revoked.user_id)
+    await request.app.state.invalidation.user(revoked.user_id)
     return JSONResponse({"api_key": revoked.public()})
 
 

@@ -88,7 +88,7 @@ async def admin_update_model(request: Request) -> Response:
     )
     if row is None:
         raise NotFound(f"model '{model_id}' is not in the catalog", code="model_not_found")
-    request.app.state.catalog.invalidate()
+    await request.app.state.invalidation.catalog()
     return JSONResponse(
         {"model": {k: row[k] for k in ("id", "provider", "enabled", "display_name")}}
     )
@@ -126,6 +126,7 @@ async def admin_pull_model(request: Request) -> Response:
                 }
                 yield _event("progress", payload)
             await registry.refresh_provider(body.provider)
+            await request.app.state.invalidation.models(body.provider)
             yield _event("done", {"model": body.name})
         except LLMHubError as exc:
             yield _event("error", error_body(exc.message, exc.type, exc.code)["error"])
@@ -151,6 +152,7 @@ async def admin_delete_model(request: Request) -> Response:
     _pull_provider(request, provider.name)
     await provider.delete_model(native_id)
     await registry.refresh_provider(provider.name)
+    await request.app.state.invalidation.models(provider.name)
     return JSONResponse({"ok": True})
 
 
