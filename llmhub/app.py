@@ -18,6 +18,7 @@ from .catalog import Catalog
 from .config import Settings, load_or_create_secret_key
 from .errors import EXCEPTION_HANDLERS
 from .invalidation import Invalidation
+from .metrics import Metrics
 from .middleware import (
     BodySizeLimitMiddleware,
     SecurityHeadersMiddleware,
@@ -37,6 +38,7 @@ from .routes import (
     models,
     openai,
 )
+from .routes import metrics as metrics_routes
 from .static import SpaStaticFiles
 
 log = structlog.get_logger("llmhub")
@@ -63,18 +65,26 @@ def create_app(settings: Settings) -> Starlette:
             app.state.invalidation = Invalidation(app.state, bus)
             await app.state.invalidation.start()
             registry.start()
+            from .health import Health
+
+            app.state.health = Health(app.state.pool, registry, interval=settings.health_interval)
+            await app.state.health.start()
+            stack.push_async_callback(app.state.health.aclose)
             from .generations import GenerationManager
 
             generations = GenerationManager(app.state, shutdown_timeout=settings.shutdown_timeout)
             await generations.start()
             stack.push_async_callback(generations.shutdown)
             app.state.generations = generations
+            _start_observers(app, settings, stack)
             log.info("ready", mode=settings.mode, providers=sorted(registry.providers))
             yield
 
+    metrics = Metrics()
     app = Starlette(
         routes=[
             *health.routes,
+            *metrics_routes.routes,
             *api_auth.routes,
             *api_keys.routes,
             *admin.routes,
@@ -87,7 +97,7 @@ def create_app(settings: Settings) -> Starlette:
             Mount("/", SpaStaticFiles()),
         ],
         middleware=[
-            Middleware(AccessLogMiddleware),
+            Middleware(AccessLogMiddleware, metrics=metrics),
             Middleware(SecurityHeadersMiddleware, hsts=settings.secure_cookies),
             Middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes),
             Middleware(UnexpectedErrorMiddleware),
@@ -96,6 +106,7 @@ def create_app(settings: Settings) -> Starlette:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.metrics = metrics
     return app
 
 
@@ -140,6 +151,19 @@ def _set_up_auth(app: Starlette, settings: Settings) -> None:
     app.state.login_throttle = LoginThrottle(storage, settings.login_failures_before_backoff)
     app.state.signup_limiter = SignupLimiter(storage, settings.signups_per_hour_per_address)
     app.state.default_limits = DefaultLimits(pool, settings.limits.model_dump())
+
+
+def _start_observers(app: Starlette, settings: Settings, stack: Any) -> None:
+    """What /metrics mirrors: Ollama's loaded models, polled in the background, and the
+    event-loop lag probe."""
+    from .loaded_models import LoadedModels
+
+    loaded = LoadedModels(app.state.registry, interval=settings.health_interval)
+    loaded.start()
+    stack.push_async_callback(loaded.aclose)
+    app.state.loaded_models = loaded
+    app.state.metrics.bind(app.state)
+    stack.push_async_callback(app.state.metrics.aclose)
 
 
 SESSION_SWEEP_EVERY = 3600.0

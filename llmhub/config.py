@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     forwarded_allow_ips: str | None = None
     shutdown_timeout: float = Field(30.0, ge=0)
     catalog_ttl: float = Field(300.0, gt=0)
+    health_interval: float = Field(5.0, gt=0)
+    metrics_token: SecretStr | None = None
+    metrics_loopback: bool = True
     signup_policy: Literal["open", "approval", "closed"] = "open"
     session_idle_timeout: float = Field(7 * 86400, gt=0)
     session_max_age: float = Field(30 * 86400, gt=0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,19 +69,45 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
-async def create_pool(
-    url: str, *, min_size: int, max_size: int, connect_timeout: float
-) -> asyncpg.Pool:
+class Pool(asyncpg.Pool):
+    """asyncpg's pool, telling how long each acquire waited and how many are waiting now
+    (asyncpg has no public hook for either; `_acquire` is where every acquire goes)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.waiting = 0  # acquirers waiting for a connection right now
+        self.on_acquire: Callable[[float], None] | None = None  # seconds each acquire took
+
+    async def _acquire(self, timeout: float | None) -> Any:
+        started = time.perf_counter()
+        self.waiting += 1
+        try:
+            return await super()._acquire(timeout)
+        finally:
+            self.waiting -= 1
+            if self.on_acquire is not None:
+                self.on_acquire(time.perf_counter() - started)
+
+
+async def create_pool(url: str, *, min_size: int, max_size: int, connect_timeout: float) -> Pool:
     """Connect with exponential back-off until `connect_timeout` seconds have passed."""
     deadline = time.monotonic() + connect_timeout
     delay = 0.1
     while True:
         try:
-            return await asyncpg.create_pool(
+            return await Pool(
                 url,
                 min_size=min_size,
                 max_size=max_size,
+                max_queries=50000,
+                max_inactive_connection_lifetime=300.0,
+                connect=None,
+                setup=None,
                 init=_init_connection,
+                reset=None,
+                loop=None,
+                connection_class=asyncpg.Connection,
+                record_class=asyncpg.Record,
                 timeout=min(10.0, connect_timeout),
                 command_timeout=60,
             )

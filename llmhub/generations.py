@@ -246,6 +246,10 @@ class GenerationManager:
         generation = self._running.get(generation_id) or self._finished.get(generation_id)
         return generation if generation and generation.user_id == user_id else None
 
+    @property
+    def running_count(self) -> int:
+        return len(self._running)
+
     def running_in_chat(self, chat_id: UUID) -> list[Generation]:
         return [g for g in self._running.values() if g.chat_id == chat_id]
 
@@ -296,6 +300,7 @@ class GenerationManager:
         end: ChatEnd | None = None
         status: str | None = None
         error: str | None = None
+        failure: LLMHubError | None = None
         ttft_ms: int | None = None
         generation.started = True
         try:
@@ -331,7 +336,7 @@ class GenerationManager:
                 if status == "interrupted":
                     error = INTERRUPTED_BY_SHUTDOWN
         except LLMHubError as exc:
-            status, error = "error", exc.message
+            status, error, failure = "error", exc.message, exc
         except Exception as exc:
             log.exception("generation failed", generation_id=str(generation.id))
             status, error = "error", f"internal error: {type(exc).__name__}"
@@ -345,7 +350,7 @@ class GenerationManager:
             else:
                 status = "complete"
         await self._finish(
-            generation, job, started, status, error, end, content, reasoning, ttft_ms
+            generation, job, started, status, error, end, content, reasoning, ttft_ms, failure
         )
 
     async def _finish(
@@ -359,6 +364,7 @@ class GenerationManager:
         content: list[str],
         reasoning: list[str],
         ttft_ms: int | None,
+        failure: LLMHubError | None = None,
     ) -> None:
         generation.finishing = True
         text, thoughts = "".join(content), "".join(reasoning) or None
@@ -395,6 +401,7 @@ class GenerationManager:
             ttft_ms=ttft_ms,
             duration_ms=duration_ms,
             message_id=generation.id,
+            error=(failure or error) if status == "error" else None,
         )
         generation.emit(
             "end",
@@ -438,6 +445,7 @@ class GenerationManager:
         parts: list[str] = []
         usage: Usage | None = None
         status = "complete"
+        failure: BaseException | str | None = None
         try:
             async with asyncio.timeout(TITLE_TIMEOUT):
                 async for event in call.provider.chat(request):
@@ -446,9 +454,9 @@ class GenerationManager:
                     elif isinstance(event, ChatEnd):
                         usage = event.usage
                         if event.stop_reason == "error":
-                            status = "error"
+                            status, failure = "error", event.error or "the model failed"
         except (LLMHubError, TimeoutError) as exc:
-            status = "error"
+            status, failure = "error", exc
             log.info("title generation failed", chat_id=str(chat_id), error=str(exc))
         duration_ms = round((time.monotonic() - started) * 1000)
         await model_calls.record(
@@ -458,6 +466,7 @@ class GenerationManager:
             status=status,
             ttft_ms=None,
             duration_ms=duration_ms,
+            error=failure,
         )
         title = clean_title("".join(parts)) if status == "complete" else ""
         if title:

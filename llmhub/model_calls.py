@@ -10,6 +10,7 @@ from uuid import UUID
 import structlog
 
 from providers.base import Provider, Usage
+from providers.errors import LLMHubError, RateLimited
 
 from .auth.identity import Principal
 from .auth.limits import Bucket, buckets_for
@@ -55,7 +56,11 @@ async def admit(state: Any, principal: Principal, model_id: str) -> ModelCall:
     check_model_allowed(principal, model_id, provider.name)
     await state.catalog.check_enabled(model_id)
     buckets = buckets_for(principal, await state.default_limits())
-    await state.limiter.admit(buckets)
+    try:
+        await state.limiter.admit(buckets)
+    except RateLimited as exc:
+        state.metrics.rejected(exc.code)
+        raise
     return ModelCall(principal, provider, model, buckets)
 
 
@@ -68,9 +73,14 @@ async def record(
     ttft_ms: int | None,
     duration_ms: int | None,
     message_id: UUID | None = None,
+    error: BaseException | str | None = None,
 ) -> None:
-    """Counts the tokens against the caller's quotas and writes the usage row. Never raises:
-    the answer has been given, and a bookkeeping failure must not turn it into an error."""
+    """Counts the tokens against the caller's quotas, writes the usage row, the metrics and
+    the call's log line. Never raises: the answer has been given, and a bookkeeping failure
+    must not turn it into an error. `error` is what failed, if anything: the exception a
+    provider raised, or the message a stream ended with."""
+    observe(state, call, usage, status=status, ttft_ms=ttft_ms, duration_ms=duration_ms,
+            error=error)  # fmt: skip
     try:
         await state.limiter.record_tokens(call.buckets, usage.input_tokens + usage.output_tokens)
         await insert_usage(
@@ -92,3 +102,61 @@ async def record(
         )
     except Exception as exc:
         log.error("could not record usage", error=str(exc), model=call.model)
+
+
+def observe(
+    state: Any,
+    call: ModelCall,
+    usage: Usage,
+    *,
+    status: str,
+    ttft_ms: int | None,
+    duration_ms: int | None,
+    error: BaseException | str | None,
+) -> None:
+    """Metrics and the model-call log line (one per call: a CloudWatch Logs Insights query can
+    chart what /metrics shows); a provider found unreachable is marked down at once."""
+    provider = call.provider_name
+    kind = error_kind(error) if error is not None or status == "error" else None
+    if isinstance(error, BaseException):
+        state.registry.report_failure(provider, error)
+    metrics = state.metrics
+    metrics.observe_call(
+        provider=provider,
+        model=metrics.model_label(provider, call.model),
+        preset=None,
+        outcome=status,
+        usage=usage,
+        ttft_ms=ttft_ms,
+        duration_ms=duration_ms,
+        error_kind=kind,
+    )
+    key = call.principal.api_key
+    log.info(
+        "model call",
+        request_id=structlog.contextvars.get_contextvars().get("request_id"),
+        user_id=str(call.principal.user.id),
+        key_id=str(key.id) if key else None,
+        provider=provider,
+        model=call.model,
+        outcome=status,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cached_tokens=usage.cached_tokens,
+        tokens_exact=usage.exact,
+        ttft_ms=ttft_ms,
+        duration_ms=duration_ms,
+        error_kind=kind,
+    )
+
+
+def error_kind(error: BaseException | str | None) -> str:
+    """A bounded name for what went wrong: the error's code, or `stream_error` for a stream
+    that ended in an error after output had begun."""
+    if isinstance(error, LLMHubError):
+        return error.code
+    if isinstance(error, TimeoutError):
+        return "upstream_timeout"
+    if isinstance(error, BaseException):
+        return "internal_error"
+    return "stream_error"

@@ -9,10 +9,14 @@ import sys
 import time
 import uuid
 from collections.abc import MutableMapping
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import structlog
+from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
 
 log = structlog.get_logger("llmhub")
 access_log = structlog.get_logger("llmhub.access")
@@ -130,10 +134,12 @@ def printable(text: str) -> str:
 
 
 class AccessLogMiddleware:
-    """Gives every request an id (honouring a sane `X-Request-ID`), echoes it, logs one line."""
+    """Gives every request an id (honouring a sane `X-Request-ID`), echoes it, logs one line,
+    and counts the request in the HTTP metrics (by route template, once it has ended)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics | None = None) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -143,27 +149,59 @@ class AccessLogMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         header = (b"x-request-id", request_id.encode())
         status = 500
+        streaming = False
+        metrics = self.metrics
         started = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, streaming
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), header]
+                headers = message.get("headers", [])
+                if metrics is not None and _is_event_stream(headers):
+                    streaming = True
+                    metrics.open_streams.inc()
+                message["headers"] = [*headers, header]
             await send(message)
 
         structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            seconds = time.perf_counter() - started
+            if metrics is not None:
+                if streaming:
+                    metrics.open_streams.dec()
+                metrics.observe_http(scope["method"], route_template(scope), status, seconds)
             access_log.info(
                 "request",
                 method=scope["method"],
                 path=printable(scope["path"]),
                 status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                duration_ms=round(seconds * 1000, 2),
             )
             structlog.contextvars.unbind_contextvars("request_id")
+
+
+UNMATCHED_ROUTE = "unmatched"
+
+
+def route_template(scope: Scope) -> str:
+    """The route that served the request, as declared (`/api/chats/{chat_id}`), never the
+    raw path: a metric label per chat id would grow without bound."""
+    route = scope.get("route")
+    if route is None:
+        return UNMATCHED_ROUTE
+    if isinstance(route, Mount):
+        return f"{route.path}/{{path:path}}"
+    return str(getattr(route, "path", UNMATCHED_ROUTE))
+
+
+def _is_event_stream(headers: Any) -> bool:
+    for name, value in headers:
+        if name == b"content-type":
+            return bool(value.startswith(b"text/event-stream"))
+    return False
 
 
 def _incoming_request_id(scope: Scope) -> str | None:

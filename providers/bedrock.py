@@ -53,6 +53,7 @@ from .base import (
     TextDelta,
     Usage,
 )
+from .bedrock_attempts import AttemptCounter
 from .errors import (
     AuthError,
     InvalidRequest,
@@ -547,6 +548,7 @@ class BedrockProvider(Provider):
         self._lock = asyncio.Lock()
         self._streaming: dict[str, bool] = {}
         self._health: tuple[float, ProviderHealth] | None = None
+        self.attempts = AttemptCounter()  # retries and throttles, for the app's metrics
 
     # -- clients ----------------------------------------------------------------------------
 
@@ -565,6 +567,7 @@ class BedrockProvider(Provider):
                             service, endpoint_url=self._endpoints[service], config=self._config
                         )
                     )
+                    self.attempts.watch(self._clients[service])
             return self._clients[service]
 
     async def aclose(self) -> None:

@@ -293,14 +293,15 @@ class OllamaProvider(Provider):
         return EmbedResult(vectors=vectors, usage=usage)
 
     async def health(self) -> ProviderHealth:
+        """`GET /api/version`: the cheapest call Ollama answers (no model, no disk)."""
         started = time.perf_counter()
         try:
-            body = await self._call("GET", "/api/tags", timeout=_HEALTH_TIMEOUT)
+            body = await self._call("GET", "/api/version", timeout=_HEALTH_TIMEOUT)
         except ProviderError as exc:
             return ProviderHealth(ok=False, detail=exc.message)
         latency_ms = (time.perf_counter() - started) * 1000
-        count = len((body or {}).get("models") or ())
-        return ProviderHealth(ok=True, latency_ms=latency_ms, detail=f"{count} models available")
+        version = (body or {}).get("version") if isinstance(body, dict) else None
+        return ProviderHealth(ok=True, latency_ms=latency_ms, detail=f"Ollama {version or '?'}")
 
     async def aclose(self) -> None:
         # Detach first: a call made while the close is awaited then opens a session of its own,

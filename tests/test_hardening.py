@@ -17,10 +17,10 @@ PASSWORD = "correct horse battery"
 async def test_a_bug_is_a_json_500_with_headers_and_request_id(
     hub: Hub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def broken(*args: object) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("a bug with a secret postgresql://u:hunter2@db/x")
 
-    monkeypatch.setattr("llmhub.routes.health.is_reachable", broken)
+    monkeypatch.setattr(hub.app.state.health, "report", broken)
     response = await hub.client().get("/health/ready", headers={"X-Request-ID": "bug-1"})
     assert response.status == 500
     assert response.body == {

@@ -17,6 +17,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from providers.errors import LLMHubError
+
 from ..auth.identity import SAFE_METHODS, Principal, check_same_origin
 from ..errors import BadRequest
 
@@ -46,6 +48,18 @@ def endpoint(access: Access) -> Callable[[Handler], Handler]:
 def principal(request: Request) -> Principal:
     who: Principal = request.state.principal
     return who
+
+
+async def signed_in_admin(request: Request) -> bool:
+    """For public routes that show admins more: whether the caller is an active admin.
+    A request with neither credentials nor cookies (a load balancer's probe) costs nothing."""
+    if "authorization" not in request.headers and not request.cookies:
+        return False
+    try:
+        found = await request.app.state.auth.authenticate(request)
+    except LLMHubError:
+        return False
+    return found is not None and found.user.is_admin and not found.user.disabled
 
 
 # PostgreSQL cannot store NUL in text, and a lone surrogate cannot be encoded as UTF-8 at all.

@@ -198,9 +198,9 @@ async def chat_completions(request: Request) -> Response:
         # Pull the first event now: errors before any output become a plain JSON error response.
         try:
             first = await anext(events)
-        except LLMHubError:
+        except LLMHubError as exc:
             await events.aclose()
-            await _record_failure(request, call, started)
+            await _record_failure(request, call, started, exc)
             raise
         gateway_ms = (time.perf_counter() - started) * 1000
         stream = _stream_chunks(
@@ -244,17 +244,19 @@ async def _whole_completion(
                 reasoning.append(event.text)
             else:
                 end = event
-    except LLMHubError:
-        await _record_failure(request, call, upstream_started)
+    except LLMHubError as exc:
+        await _record_failure(request, call, upstream_started, exc)
         raise
     upstream_ms = (time.perf_counter() - upstream_started) * 1000
+    failed = end.stop_reason == "error"
     await model_calls.record(
         request.app.state,
         call,
         end.usage,
-        status="complete" if end.stop_reason != "error" else "error",
+        status="error" if failed else "complete",
         ttft_ms=round((ttft - upstream_started) * 1000) if ttft else None,
         duration_ms=round(upstream_ms),
+        error=(end.error or "the model failed") if failed else None,
     )
     if end.stop_reason == "error" and not text:
         body = error_body(end.error or "the model failed", "upstream_error", "upstream_error")
@@ -282,7 +284,9 @@ async def _whole_completion(
     return JSONResponse(payload, headers={"Server-Timing": _server_timing(gateway_ms, upstream_ms)})
 
 
-async def _record_failure(request: Request, call: model_calls.ModelCall, started: float) -> None:
+async def _record_failure(
+    request: Request, call: model_calls.ModelCall, started: float, exc: LLMHubError
+) -> None:
     """A call the provider refused before any output still counts as a call."""
     await model_calls.record(
         request.app.state,
@@ -291,6 +295,7 @@ async def _record_failure(request: Request, call: model_calls.ModelCall, started
         status="error",
         ttft_ms=None,
         duration_ms=round((time.perf_counter() - started) * 1000),
+        error=exc,
     )
 
 
@@ -381,6 +386,7 @@ async def _stream_chunks(
                 status={"error": "error", "cancelled": "stopped"}.get(end.stop_reason, "complete"),
                 ttft_ms=ttft_ms,
                 duration_ms=round((time.perf_counter() - started) * 1000),
+                error=(end.error or "the model failed") if end.stop_reason == "error" else None,
             )
 
 
@@ -391,7 +397,11 @@ async def embeddings(request: Request) -> Response:
     inputs = [body.input] if isinstance(body.input, str) else body.input
     call = await model_calls.admit(request.app.state, principal(request), body.model)
     upstream_started = time.perf_counter()
-    result = await call.provider.embed(EmbedRequest(call.model, inputs, body.dimensions))
+    try:
+        result = await call.provider.embed(EmbedRequest(call.model, inputs, body.dimensions))
+    except LLMHubError as exc:
+        await _record_failure(request, call, upstream_started, exc)
+        raise
     upstream_ms = (time.perf_counter() - upstream_started) * 1000
     await model_calls.record(
         request.app.state,

@@ -141,6 +141,7 @@ class FakeOllama:
         models: Iterable[FakeModel] | None = None,
         *,
         pullable: Iterable[FakeModel] = (),
+        port: int = 0,
     ) -> None:
         default = [FakeModel("llama3.2:1b")]
         self.models: dict[str, FakeModel] = {m.name: m for m in (models or default)}
@@ -148,7 +149,7 @@ class FakeOllama:
         self.loaded: dict[str, datetime] = {}
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
-        self._port = 0
+        self._port = port  # 0: any free one; a fixed one lets a test "restart" Ollama
         self.reset()
 
     def reset(self) -> None:
@@ -193,7 +194,7 @@ class FakeOllama:
             app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0
         )
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        await web.TCPSite(self._runner, "127.0.0.1", self._port).start()
         self._port = self._runner.addresses[0][1]
         return self
 

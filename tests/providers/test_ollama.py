@@ -32,7 +32,7 @@ from providers.errors import (
     UpstreamError,
 )
 from providers.ollama import OllamaProvider
-from tests.fakes.ollama import STREAM_ERROR, FakeModel, FakeOllama, split
+from tests.fakes.ollama import STREAM_ERROR, VERSION, FakeModel, FakeOllama, split
 
 CHAT = "llama3.2:1b"
 THINKER = "qwen3:0.6b"
@@ -510,12 +510,13 @@ async def test_embed_with_a_chat_model_is_unsupported(provider: OllamaProvider) 
         await provider.embed(EmbedRequest(CHAT, ["hi"]))
 
 
-async def test_health_ok(provider: OllamaProvider) -> None:
+async def test_health_asks_only_for_the_version(fake: FakeOllama, provider: OllamaProvider) -> None:
     health = await provider.health()
 
     assert health.ok
     assert health.latency_ms is not None and health.latency_ms >= 0
-    assert health.detail == f"{len(_models())} models available"
+    assert health.detail == f"Ollama {VERSION}"
+    assert [r.path for r in fake.requests] == ["/api/version"]  # cheap: no model listing
 
 
 async def test_health_down() -> None:
