@@ -82,7 +82,7 @@ class Pool(asyncpg.Pool):
         started = time.perf_counter()
         self.waiting += 1
         try:
-            return await super()._acquire(timeout)
+            return await super()._acquire(timeout)  # type: ignore[misc]
         finally:
             self.waiting -= 1
             if self.on_acquire is not None:
