@@ -224,6 +224,9 @@ async def new_page(browser: Browser) -> AsyncIterator[NewPage]:
 
 
 async def screenshot(page: Page, name: str) -> None:
-    """Saves a full-page screenshot to artifacts/screenshots/<name>.png (a CI artifact)."""
+    """Saves what the viewport shows to artifacts/screenshots/<name>.png (a CI artifact).
+
+    The viewport, not the full page: the app scrolls inside its panes, not the document.
+    Animations are finished first (a drawer caught mid-slide says nothing)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+    await page.screenshot(path=SCREENSHOTS / f"{name}.png", animations="disabled")

@@ -14,6 +14,7 @@ from tests.browser.ui import (
     main_nav,
     open_admin,
     open_settings,
+    show_sidebar,
     signed_up,
 )
 
@@ -139,4 +140,5 @@ async def test_main_screens_fit_a_360px_screen_and_show_focus(
     await expect(page.get_by_role("listitem", name="small@example.com")).to_be_visible()
     await assert_fits(page, 360)
     await screenshot(page, "mobile-admin-users")
+    await show_sidebar(page)
     assert await main_nav(page).get_by_role("link", name="Admin").is_visible()

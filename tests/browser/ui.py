@@ -10,6 +10,14 @@ def main_nav(page: Page) -> Locator:
     return page.get_by_role("navigation", name="Main")
 
 
+async def show_sidebar(page: Page) -> None:
+    """Opens the sidebar where it is hidden (the drawer on a phone, or collapsed)."""
+    toggle = page.get_by_role("button", name="Chats", exact=True)
+    if await toggle.count() and await toggle.get_attribute("aria-expanded") == "false":
+        await toggle.click()
+    await expect(main_nav(page)).to_be_visible()
+
+
 async def sign_up(page: Page, email: str, password: str, display_name: str = "") -> None:
     """Fills the sign-up form (the page must show it) and submits it."""
     await page.get_by_label("Email").fill(email)
@@ -31,15 +39,17 @@ async def signed_up(page: Page, email: str, password: str, display_name: str = "
     """Opens the sign-up screen, signs up and waits until the app shows."""
     await page.goto("/signup")
     await sign_up(page, email, password, display_name)
-    await expect(main_nav(page)).to_be_visible()
+    await expect(page.get_by_role("heading", name="New chat", level=1)).to_be_visible()
 
 
 async def open_settings(page: Page) -> None:
+    await show_sidebar(page)
     await main_nav(page).get_by_role("link", name="Settings").click()
     await expect(page.get_by_role("heading", name="Settings", level=1)).to_be_visible()
 
 
 async def open_admin(page: Page, section: str = "Users") -> None:
+    await show_sidebar(page)
     await main_nav(page).get_by_role("link", name="Admin").click()
     await (
         page.get_by_role("navigation", name="Admin sections")

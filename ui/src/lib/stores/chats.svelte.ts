@@ -148,6 +148,12 @@ export class ChatsStore {
     }
   }
 
+  /** Stop the pending title refreshes (the sidebar is gone: signed out). */
+  dispose(): void {
+    for (const timer of this.#titleTimers) clearTimeout(timer);
+    this.#titleTimers = [];
+  }
+
   async rename(chatId: string, title: string): Promise<Chat> {
     const chat = await this.#client.update(chatId, { title });
     this.#replace(chat);

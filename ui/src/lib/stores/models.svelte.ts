@@ -63,8 +63,40 @@ export class ModelsStore {
     }
   }
 
+  /** Load, and while no model is listed yet (a server that just started may not have asked
+   *  its providers) ask again a few times. The returned function stops it for good: a load
+   *  still in flight when it is called schedules nothing after it, and a 401/403 (the
+   *  session ended) stops the retries at once. */
+  watch(options: { retries?: number; interval?: number } = {}): () => void {
+    const { retries = 4, interval = 3000 } = options;
+    let stopped = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let left = retries;
+    const run = async () => {
+      await this.load();
+      if (stopped) return;
+      const signedOut = this.loadError !== null && [401, 403].includes(this.loadError.status);
+      if (this.groups.length === 0 && !signedOut && left-- > 0) timer = setTimeout(run, interval);
+    };
+    void run();
+    return () => {
+      stopped = true;
+      clearTimeout(timer);
+    };
+  }
+
   find(id: string | null): ModelOption | undefined {
     return id === null ? undefined : this.list.data.find((m) => m.id === id);
+  }
+
+  /** How to show a model id in a message header: its display name and provider, else the id
+   *  itself (a model no longer offered), with the provider its prefix names, if any. */
+  describe(id: string | null): { name: string; provider: string | null } {
+    if (id === null) return { name: 'Assistant', provider: null };
+    const known = this.find(id) ?? this.find(id.slice(id.indexOf('/') + 1));
+    if (known) return { name: known.name, provider: known.provider };
+    const prefix = id.includes('/') ? id.slice(0, id.indexOf('/')) : null;
+    return { name: id, provider: prefix === 'ollama' || prefix === 'bedrock' ? prefix : null };
   }
 
   providerHealth(name: string): ProviderHealth | undefined {

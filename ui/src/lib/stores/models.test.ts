@@ -1,4 +1,5 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import { ApiError } from '../api';
 import type { ModelOption } from '../chat/contract';
 import { ModelsStore, groupModels } from './models.svelte';
 
@@ -41,5 +42,60 @@ describe('models', () => {
     expect(store.available('bedrock/claude')).toBe(false);
     expect(store.available('ollama/b')).toBe(true);
     expect(store.available('nope')).toBe(false);
+  });
+});
+
+describe('models.watch', () => {
+  const empty = { data: [], providers: {} };
+
+  it('asks again while nothing is listed, then stops once models come', async () => {
+    vi.useFakeTimers();
+    try {
+      const lists = [empty, empty, list];
+      const client = { list: vi.fn(async () => lists.shift() ?? list) };
+      const store = new ModelsStore(client);
+      const stop = store.watch({ retries: 5, interval: 1000 });
+      await vi.advanceTimersByTimeAsync(10_000);
+      expect(client.list).toHaveBeenCalledTimes(3);
+      expect(store.fallback).toBe('ollama/a');
+      stop();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('schedules nothing after being stopped while a load was in flight', async () => {
+    vi.useFakeTimers();
+    try {
+      let release: (v: typeof empty) => void = () => undefined;
+      const client = {
+        list: vi.fn(() => new Promise<typeof empty>((resolve) => (release = resolve))),
+      };
+      const store = new ModelsStore(client);
+      const stop = store.watch({ retries: 5, interval: 1000 });
+      stop();
+      release(empty);
+      await vi.advanceTimersByTimeAsync(10_000);
+      expect(client.list).toHaveBeenCalledTimes(1);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('stops at once when the session has ended', async () => {
+    vi.useFakeTimers();
+    try {
+      const client = {
+        list: vi.fn(async (): Promise<typeof empty> => {
+          throw new ApiError(401, 'unauthorized', 'sign in');
+        }),
+      };
+      const store = new ModelsStore(client);
+      store.watch({ retries: 5, interval: 1000 });
+      await vi.advanceTimersByTimeAsync(10_000);
+      expect(client.list).toHaveBeenCalledTimes(1);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
