@@ -60,7 +60,10 @@ def create_app(settings: Settings) -> Starlette:
             registry = build_registry(settings)
             stack.push_async_callback(registry.aclose)
             app.state.registry = registry
-            app.state.catalog = Catalog(app.state.pool, registry)
+            from .loaded_models import LoadedModels
+
+            app.state.loaded_models = LoadedModels(registry, interval=settings.health_interval)
+            app.state.catalog = Catalog(app.state.pool, registry, app.state.loaded_models)
             registry.on_models = app.state.catalog.record_seen
             app.state.invalidation = Invalidation(app.state, bus)
             await app.state.invalidation.start()
@@ -154,14 +157,10 @@ def _set_up_auth(app: Starlette, settings: Settings) -> None:
 
 
 def _start_observers(app: Starlette, settings: Settings, stack: Any) -> None:
-    """What /metrics mirrors: Ollama's loaded models, polled in the background, and the
-    event-loop lag probe."""
-    from .loaded_models import LoadedModels
-
-    loaded = LoadedModels(app.state.registry, interval=settings.health_interval)
-    loaded.start()
-    stack.push_async_callback(loaded.aclose)
-    app.state.loaded_models = loaded
+    """What /metrics and the catalog mirror: Ollama's loaded models, polled in the background,
+    and the event-loop lag probe."""
+    app.state.loaded_models.start()
+    stack.push_async_callback(app.state.loaded_models.aclose)
     app.state.metrics.bind(app.state)
     stack.push_async_callback(app.state.metrics.aclose)
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import structlog
@@ -17,15 +18,21 @@ from providers.registry import Registry
 
 from .repo import models as repo
 
+if TYPE_CHECKING:
+    from .loaded_models import LoadedModels
+
 log = structlog.get_logger("llmhub.catalog")
 
 
 class Catalog:
     CACHE_SECONDS = 5.0
 
-    def __init__(self, pool: asyncpg.Pool, registry: Registry) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, registry: Registry, loaded: LoadedModels | None = None
+    ) -> None:
         self.pool = pool
         self.registry = registry
+        self.loaded = loaded  # what Ollama holds in memory, for the detail
         self._choices: dict[str, dict[str, Any]] = {}
         self._loaded_at = float("-inf")
         self._epoch = 0  # bumped by invalidate: a read that raced with it is not kept
@@ -64,11 +71,13 @@ class Catalog:
     async def visible(self, *, include_disabled: bool = False) -> list[dict[str, Any]]:
         choices = await self.choices()
         health = self.registry.health()
+        in_memory = self.loaded.models if self.loaded is not None else {}
         listed = []
         for model in sorted(self.registry.models(), key=lambda m: (m.provider, m.id)):
             choice = choices.get(model.id, {"enabled": True, "display_name": None})
             if not choice["enabled"] and not include_disabled:
                 continue
+            seen = choice.get("last_seen_at")
             listed.append(
                 {
                     "id": model.id,
@@ -77,9 +86,41 @@ class Catalog:
                     "provider_ok": health[model.provider].ok,
                     "enabled": choice["enabled"],
                     "capabilities": dataclasses.asdict(model.capabilities),
-                    "context_length": model.context_length,
-                    "size_bytes": model.size_bytes,
-                    "family": model.family,
+                    **detail(
+                        model.provider,
+                        family=model.family,
+                        parameter_size=model.parameter_size,
+                        quantization=model.quantization,
+                        context_length=model.context_length,
+                        size_bytes=model.size_bytes,
+                        lifecycle=model.lifecycle,
+                        last_seen_at=seen,
+                    ),
+                    **memory(model.provider, in_memory.get(model.id)),
                 }
             )
         return listed
+
+
+def detail(provider: str, *, last_seen_at: datetime | None, **fields: Any) -> dict[str, Any]:
+    """What the catalog shows about a model beyond its name: family, size, quantisation,
+    context, disk size, Bedrock's lifecycle (LEGACY models are deprecated), when last seen."""
+    return {
+        **fields,
+        "deprecated": fields.get("lifecycle") == "LEGACY",
+        "last_seen_at": last_seen_at.isoformat() if last_seen_at else None,
+    }
+
+
+def memory(provider: str, loaded: Any) -> dict[str, Any]:
+    """For Ollama models: loaded in memory now or not, and how much of it sits on the GPU."""
+    if provider != "ollama":
+        return {"loaded": None, "gpu_ratio": None, "memory_bytes": None}
+    if loaded is None:
+        return {"loaded": False, "gpu_ratio": None, "memory_bytes": None}
+    size = loaded.size_bytes
+    return {
+        "loaded": True,
+        "gpu_ratio": round(loaded.size_vram / size, 3) if size else None,
+        "memory_bytes": size,
+    }

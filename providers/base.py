@@ -98,6 +98,9 @@ class ModelInfo:
     context_length: int | None = None
     size_bytes: int | None = None
     family: str | None = None
+    parameter_size: str | None = None  # as the provider writes it: "7.6B"
+    quantization: str | None = None  # "Q4_K_M"
+    lifecycle: str | None = None  # Bedrock's ACTIVE or LEGACY (deprecated, still callable)
 
 
 @dataclass(slots=True, frozen=True)

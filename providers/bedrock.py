@@ -220,6 +220,7 @@ def _model_info(model_id: str, summary: Mapping[str, Any], name: str | None = No
         capabilities=_capabilities(summary),
         context_length=_context_length(base),
         family=base.split(".", 1)[0],
+        lifecycle=summary.get("modelLifecycle", {}).get("status") or None,
     )
 
 

@@ -557,6 +557,8 @@ def _model_info(entry: Mapping[str, Any], show: Mapping[str, Any] | None) -> Mod
         context_length=_context_length(show),
         size_bytes=entry.get("size"),
         family=details.get("family") or None,
+        parameter_size=details.get("parameter_size") or None,
+        quantization=details.get("quantization_level") or None,
     )
 
 

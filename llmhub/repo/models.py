@@ -17,14 +17,13 @@ async def upsert_seen(db: Db, models: list[ModelInfo], fresh_for: float = 0.0) -
     if not models:
         return
     await db.executemany(
-        "INSERT INTO models AS m (id, provider, capabilities, context_length, size_bytes) "
-        "VALUES ($1, $2, $3, $4, $5) "
-        "ON CONFLICT (id) DO UPDATE SET provider = excluded.provider, "
-        "capabilities = excluded.capabilities, context_length = excluded.context_length, "
-        "size_bytes = excluded.size_bytes, last_seen_at = now() "
-        "WHERE m.last_seen_at <= now() - make_interval(secs => $6) "
-        "OR (m.provider, m.capabilities, m.context_length, m.size_bytes) IS DISTINCT FROM "
-        "(excluded.provider, excluded.capabilities, excluded.context_length, excluded.size_bytes)",
+        f"INSERT INTO models AS m (id, {_DETAILS}) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+        "ON CONFLICT (id) DO UPDATE SET "
+        + ", ".join(f"{c} = excluded.{c}" for c in _DETAILS.split(", "))
+        + ", last_seen_at = now() "
+        "WHERE m.last_seen_at <= now() - make_interval(secs => $10) "
+        f"OR ({_prefixed('m.')}) IS DISTINCT FROM ({_prefixed('excluded.')})",
         [
             (
                 m.id,
@@ -32,6 +31,10 @@ async def upsert_seen(db: Db, models: list[ModelInfo], fresh_for: float = 0.0) -
                 dataclasses.asdict(m.capabilities),
                 m.context_length,
                 m.size_bytes,
+                m.family,
+                m.parameter_size,
+                m.quantization,
+                m.lifecycle,
                 fresh_for,
             )
             for m in models
@@ -39,9 +42,27 @@ async def upsert_seen(db: Db, models: list[ModelInfo], fresh_for: float = 0.0) -
     )
 
 
+# What a provider tells about a model (the rest of a row is the admin's).
+_DETAILS = (
+    "provider, capabilities, context_length, size_bytes, family, parameter_size, quantization, "
+    "lifecycle"
+)
+
+
+def _prefixed(prefix: str) -> str:
+    return ", ".join(prefix + c for c in _DETAILS.split(", "))
+
+
 async def admin_choices(db: Db) -> dict[str, dict[str, Any]]:
-    rows = await db.fetch("SELECT id, enabled, display_name FROM models")
-    return {r["id"]: {"enabled": r["enabled"], "display_name": r["display_name"]} for r in rows}
+    rows = await db.fetch("SELECT id, enabled, display_name, last_seen_at FROM models")
+    return {
+        r["id"]: {
+            "enabled": r["enabled"],
+            "display_name": r["display_name"],
+            "last_seen_at": r["last_seen_at"],
+        }
+        for r in rows
+    }
 
 
 async def all_models(db: Db) -> list[dict[str, Any]]:

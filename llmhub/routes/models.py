@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from providers.errors import LLMHubError, Unsupported
 
+from ..catalog import detail, memory
 from ..errors import NotFound, error_body
 from ..repo import models as repo
 from ._endpoint import Body, endpoint, principal, read_body
@@ -67,9 +68,17 @@ async def admin_list_models(request: Request) -> Response:
             "provider_ok": False,
             "enabled": row["enabled"],
             "capabilities": row["capabilities"],
-            "context_length": row["context_length"],
-            "size_bytes": row["size_bytes"],
-            "family": None,
+            **detail(
+                row["provider"],
+                family=row["family"],
+                parameter_size=row["parameter_size"],
+                quantization=row["quantization"],
+                context_length=row["context_length"],
+                size_bytes=row["size_bytes"],
+                lifecycle=row["lifecycle"],
+                last_seen_at=row["last_seen_at"],
+            ),
+            **memory(row["provider"], None),
             "available": False,
         }
         for row in await repo.all_models(request.app.state.pool)
