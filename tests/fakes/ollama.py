@@ -12,8 +12,9 @@ Like Go's encoding/json, `<`, `>` and `&` in strings are sent as `\\u003c`-style
 Replies are scripted per model (`FakeModel.reply`/`chunks`/`thinking`, or `fake.script(...)`).
 Fault knobs are plain attributes (`chunk_delay`, `drop_after_chunks`, `stall_after_chunks`,
 `error_after_chunks`, `split_lines`, `eof_delay`; they apply to every streamed reply, chat and
-pull) plus `fail_next()`; `content_on_done` puts the last piece of a chat reply on its `done`
-line; `lines_per_write` batches lines into fewer writes for benchmarks.
+pull) plus `fail_next()` (never taken by the background polls `/api/version` and `/api/ps`
+unless aimed at them with `path=`); `content_on_done` puts the last piece of a chat reply on
+its `done` line; `lines_per_write` batches lines into fewer writes for benchmarks.
 Every request is recorded in `fake.requests`; `fake.disconnected` is set (and
 `fake.disconnects` counted) when a client goes away in the middle of a streamed response.
 """
@@ -87,6 +88,12 @@ class RecordedRequest:
 class _Fault:
     status: int
     message: str
+    path: str | None = None  # None: any endpoint but the BACKGROUND_PATHS
+
+
+# What llmhub polls on its own every few seconds (health, loaded models): a fault meant for
+# the test's next call must not be taken by a poll that happens to come first.
+BACKGROUND_PATHS = frozenset({"/api/version", "/api/ps"})
 
 
 @dataclass
@@ -206,10 +213,16 @@ class FakeOllama:
     # -- knobs -------------------------------------------------------------------------------
 
     def fail_next(
-        self, n: int = 1, *, status: int = 500, message: str = "llama runner process has terminated"
+        self,
+        n: int = 1,
+        *,
+        status: int = 500,
+        message: str = "llama runner process has terminated",
+        path: str | None = None,
     ) -> None:
-        """Answer the next `n` requests, whatever the endpoint, with this error."""
-        self._faults.extend(_Fault(status, message) for _ in range(n))
+        """Answer the next `n` requests to `path` with this error; without a path, the next
+        `n` requests to any endpoint except the background polls (`BACKGROUND_PATHS`)."""
+        self._faults.extend(_Fault(status, message, path) for _ in range(n))
 
     def script(
         self,
@@ -233,8 +246,8 @@ class FakeOllama:
         body = await request.json() if request.can_read_body else None
         peer = request.transport.get_extra_info("peername") if request.transport else None
         self.requests.append(RecordedRequest(request.method, request.path, body, peer))
-        if self._faults:
-            fault = self._faults.popleft()
+        fault = self._take_fault(request.path)
+        if fault is not None:
             return body, _error(fault.status, fault.message)
         if request.can_read_body and not isinstance(body, dict):
             return body, _error(400, "invalid request body")
@@ -242,6 +255,13 @@ class FakeOllama:
 
     def _find(self, body: Any) -> FakeModel | None:
         return self.models.get(str(body.get("model") or body.get("name") or ""))
+
+    def _take_fault(self, path: str) -> _Fault | None:
+        for fault in self._faults:
+            if fault.path == path or (fault.path is None and path not in BACKGROUND_PATHS):
+                self._faults.remove(fault)
+                return fault
+        return None
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep, but wake up when the server shuts down so cleanup never waits on a stall."""
