@@ -37,6 +37,7 @@ from .routes import (
     health,
     models,
     openai,
+    sso,
 )
 from .routes import metrics as metrics_routes
 from .static import SpaStaticFiles
@@ -54,6 +55,7 @@ def create_app(settings: Settings) -> Starlette:
             stack.push_async_callback(bus.aclose)  # after the generations: they publish last
             app.state.bus = bus
             _set_up_auth(app, settings)
+            stack.push_async_callback(app.state.sso.aclose)
             stack.push_async_callback(_cancel, _start_sweeper(app.state.pool))
             from providers.registry import build_registry
 
@@ -89,6 +91,7 @@ def create_app(settings: Settings) -> Starlette:
             *health.routes,
             *metrics_routes.routes,
             *api_auth.routes,
+            *sso.routes,
             *api_keys.routes,
             *admin.routes,
             *models.routes,
@@ -154,6 +157,11 @@ def _set_up_auth(app: Starlette, settings: Settings) -> None:
     app.state.login_throttle = LoginThrottle(storage, settings.login_failures_before_backoff)
     app.state.signup_limiter = SignupLimiter(storage, settings.signups_per_hour_per_address)
     app.state.default_limits = DefaultLimits(pool, settings.limits.model_dump())
+    from .sso import Sso
+
+    app.state.sso = Sso.create(settings, pool, app.state)
+    if app.state.sso.alb is not None:
+        app.state.auth.fallback = app.state.sso.alb_principal
 
 
 def _start_observers(app: Starlette, settings: Settings, stack: Any) -> None:

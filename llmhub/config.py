@@ -80,6 +80,109 @@ class LimitSettings(_Section):
     tokens_per_day: int = Field(0, ge=0)
 
 
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def _check_issuer(value: str) -> str:
+    """An OpenID issuer: https, except on this machine (tests, a local Keycloak). The value is
+    kept as written: some providers' issuers end in a slash (Authentik) and must match exactly."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an https:// URL")
+    if parts.scheme == "http" and parts.hostname not in _LOOPBACK_HOSTS:
+        raise ValueError("must be https:// (http only on a loopback address)")
+    return value
+
+
+IssuerUrl = Annotated[str, AfterValidator(_check_issuer)]
+_ALB_ARN = (
+    r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:loadbalancer/app/[^/\s]+/[^/\s]+$"
+)
+
+
+class ClaimMapping(_Section):
+    """Which claims name a user, and how groups become llmhub roles."""
+
+    email_claim: str = "email"
+    name_claim: str = "name"
+    groups_claim: str = "groups"
+    # Only these email domains may sign in (empty: any). The email must be verified.
+    allowed_email_domains: list[str] = []
+    # Group names (or ids, as the provider sends them) that make a user admin or user; when
+    # either list is set, anyone in neither group is pending. Re-applied at every sign-in.
+    admin_groups: list[str] = []
+    user_groups: list[str] = []
+    # Treat every email this provider sends as verified (for providers that never say so).
+    trust_email: bool = False
+
+    @property
+    def roles_from_groups(self) -> bool:
+        return bool(self.admin_groups or self.user_groups)
+
+
+class OidcProviderSettings(ClaimMapping):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
+    display_name: str = ""
+    issuer: IssuerUrl
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr | None = None
+    scopes: list[str] = ["openid", "email", "profile"]
+    # Extra authorization request parameters, e.g. {prompt = "select_account"}.
+    authorize_params: dict[str, str] = {}
+    # Where sign-out goes when discovery offers no end_session_endpoint (Cognito's /logout).
+    logout_url: HttpUrl | None = None
+
+    @model_validator(mode="after")
+    def _needs_openid_scope(self) -> OidcProviderSettings:
+        if "openid" not in self.scopes:
+            raise ValueError("scopes: must include openid")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.display_name or self.name
+
+
+class OidcSettings(_Section):
+    # The URL users reach llmhub at, for redirect URIs (default: taken from each request).
+    public_url: HttpUrl | None = None
+    providers: list[OidcProviderSettings] = []
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> OidcSettings:
+        names = [p.name for p in self.providers]
+        if len(names) != len(set(names)):
+            raise ValueError("providers: names must be unique")
+        return self
+
+
+class AlbSettings(ClaimMapping):
+    """The load balancer's signed identity header (`x-amzn-oidc-data`)."""
+
+    arn: str = Field(pattern=_ALB_ARN)
+    client_id: str = Field(min_length=1)
+    issuer: IssuerUrl
+    # Where the public keys are fetched by key id; default from the ARN's region.
+    key_url: HttpUrl | None = None
+    # Sign-out goes here after the load balancer's cookies are expired (Cognito's /logout).
+    logout_url: HttpUrl | None = None
+    session_cookie: str = "AWSELBAuthSessionCookie"
+
+    @property
+    def region(self) -> str:
+        return self.arn.split(":")[3]
+
+    @property
+    def public_key_url(self) -> str:
+        return self.key_url or f"https://public-keys.auth.elb.{self.region}.amazonaws.com"
+
+
+class AuthSettings(_Section):
+    # false: no password sign-in or sign-up (SSO only); the CLI can still create accounts.
+    password_login: bool = True
+    alb: AlbSettings | None = None
+
+
 _toml_values: ContextVar[Mapping[str, Any] | None] = ContextVar("_toml_values", default=None)
 
 
@@ -115,6 +218,8 @@ class Settings(BaseSettings):
     login_failures_before_backoff: int = Field(5, ge=1)
     signups_per_hour_per_address: int = Field(20, ge=0)
     limits: LimitSettings = LimitSettings()
+    auth: AuthSettings = AuthSettings()
+    oidc: OidcSettings = OidcSettings()
     ollama: OllamaSettings = OllamaSettings()
     bedrock: BedrockSettings = BedrockSettings()
 
@@ -129,6 +234,10 @@ class Settings(BaseSettings):
                 raise ValueError("secret_key: required in aws mode (shared by all replicas)")
         if self.bus == "redis" and self.redis_url is None:
             raise ValueError("bus: 'redis' needs redis_url")
+        if not self.auth.password_login and not (self.oidc.providers or self.auth.alb):
+            raise ValueError(
+                "auth.password_login: false needs [[oidc.providers]] or [auth.alb] configured"
+            )
         return self
 
     @classmethod

@@ -392,7 +392,8 @@ async def test_passwords_are_argon2id_and_never_returned(hub: Hub) -> None:
     ]
     for response in responses:
         assert response.status == 200
-        assert "argon2" not in response.text and "password" not in response.text
+        assert "argon2" not in response.text and "password_hash" not in response.text
+        assert PASSWORD not in response.text
 
 
 async def test_password_change_keeps_this_session_and_ends_others(hub: Hub) -> None:

@@ -8,12 +8,17 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from llmhub.cli import EXIT_CONFIG, main
 from llmhub.config import (
+    AlbSettings,
+    AuthSettings,
     BedrockSettings,
     ConfigError,
     LimitSettings,
+    OidcProviderSettings,
+    OidcSettings,
     OllamaSettings,
     Settings,
     load_or_create_secret_key,
@@ -148,14 +153,25 @@ def test_example_config_documents_every_key_and_loads() -> None:
     text = example.read_text()
     settings = load_settings(example)
     assert settings == load_settings(overrides={})  # the values shown are the defaults
-    sections = {"ollama": OllamaSettings, "bedrock": BedrockSettings, "limits": LimitSettings}
+    sections: dict[str, type[BaseModel]] = {
+        "ollama": OllamaSettings,
+        "bedrock": BedrockSettings,
+        "limits": LimitSettings,
+        "auth": AuthSettings,
+        "auth.alb": AlbSettings,
+        "oidc": OidcSettings,
+        "oidc.providers": OidcProviderSettings,
+    }
     for name in Settings.model_fields:
         if name not in sections:
             assert re.search(rf"^#? ?{name} = ", text, re.M), f"{name} is not documented"
     for section, model in sections.items():
-        body = text.split(f"\n[{section}]\n", 1)[1].split("\n[", 1)[0]
+        heading = re.search(rf"^#? ?\[\[?{re.escape(section)}\]\]?\n", text, re.M)
+        assert heading, f"[{section}] is not documented"
+        body = re.split(r"^#? ?\[", text[heading.end() :], maxsplit=1, flags=re.M)[0]
         for name in model.model_fields:
-            assert re.search(rf"^#? ?{name} = ", body, re.M), f"{section}.{name} undocumented"
+            if f"{section}.{name}" not in sections:
+                assert re.search(rf"^#? ?{name} = ", body, re.M), f"{section}.{name} undocumented"
 
 
 def test_generated_secret_key_is_kept_across_restarts(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
@@ -44,6 +45,9 @@ class Authenticator:
         self._keys: dict[bytes, tuple[float, ApiKey, User]] = {}
         # Bumped by every forget: a row read before a forget is not cached after it.
         self._epoch = 0
+        # Consulted when a request has no live session: signs in from a trusted source (the
+        # load balancer's identity header) and returns the new session's principal.
+        self.fallback: Callable[[Request], Awaitable[Principal | None]] | None = None
 
     # -- cookies ---------------------------------------------------------------------------------
 
@@ -69,10 +73,10 @@ class Authenticator:
         if authorization is not None:
             return await self._from_api_key(authorization)
         session_id = self.session_id_from(request)
-        if session_id is None:
-            return None
-        session = await self._session(tokens.digest(session_id))
-        return Principal(session.user, session_id=session_id) if session else None
+        session = await self._session(tokens.digest(session_id)) if session_id else None
+        if session is not None:
+            return Principal(session.user, session_id=session_id)
+        return await self.fallback(request) if self.fallback else None
 
     async def _from_api_key(self, authorization: str) -> Principal:
         scheme, _, key = authorization.partition(" ")

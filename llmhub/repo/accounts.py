@@ -117,7 +117,7 @@ async def create_user(
     conn: Conn,
     email: str,
     display_name: str,
-    password_hash: str,
+    password_hash: str | None,
     role: str,
     *,
     first_only: bool = False,
@@ -147,7 +147,7 @@ async def create_user(
     return _user(row)
 
 
-async def user_by_email(db: Db, email: str) -> tuple[User, str] | None:
+async def user_by_email(db: Db, email: str) -> tuple[User, str | None] | None:
     row = await db.fetchrow(
         f"SELECT {_USER_COLUMNS}, u.password_hash FROM users u WHERE lower(u.email) = lower($1)",
         email,
@@ -155,7 +155,7 @@ async def user_by_email(db: Db, email: str) -> tuple[User, str] | None:
     return (_user(row), row["password_hash"]) if row else None
 
 
-async def user_by_id(db: Db, user_id: UUID) -> tuple[User, str] | None:
+async def user_by_id(db: Db, user_id: UUID) -> tuple[User, str | None] | None:
     row = await db.fetchrow(
         f"SELECT {_USER_COLUMNS}, u.password_hash FROM users u WHERE u.id = $1", user_id
     )
@@ -212,16 +212,24 @@ class SessionRow:
 
 
 async def create_session(
-    db: Db, id_hash: bytes, user_id: UUID, max_age: float, user_agent: str | None, ip: str | None
+    db: Db,
+    id_hash: bytes,
+    user_id: UUID,
+    max_age: float,
+    user_agent: str | None,
+    ip: str | None,
+    sign_in: str | None = None,
 ) -> None:
+    """`sign_in`: None for a password, else 'oidc:<provider>' or 'alb'."""
     await db.execute(
-        "INSERT INTO sessions (id_hash, user_id, expires_at, user_agent, ip) "
-        "VALUES ($1, $2, now() + make_interval(secs => $3), $4, $5::inet)",
+        "INSERT INTO sessions (id_hash, user_id, expires_at, user_agent, ip, sign_in) "
+        "VALUES ($1, $2, now() + make_interval(secs => $3), $4, $5::inet, $6)",
         id_hash,
         user_id,
         max_age,
         user_agent,
         ip,
+        sign_in,
     )
 
 

@@ -20,6 +20,7 @@ from starlette.responses import Response
 from providers.errors import LLMHubError
 
 from ..auth.identity import SAFE_METHODS, Principal, check_same_origin
+from ..auth.sessions import set_session_cookie
 from ..errors import BadRequest
 
 Access = Literal["public", "user", "admin"]
@@ -37,7 +38,12 @@ def endpoint(access: Access) -> Callable[[Handler], Handler]:
             else:
                 auth = request.app.state.auth
                 request.state.principal = await auth.require(request, admin=access == "admin")
-            return await handler(request)
+            response = await handler(request)
+            # A session the load balancer's identity header just started: hand over its cookie.
+            started = getattr(request.state, "started_session", None)
+            if started is not None:
+                set_session_cookie(request, response, started)
+            return response
 
         guarded.access = access  # type: ignore[attr-defined]
         return guarded

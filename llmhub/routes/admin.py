@@ -14,6 +14,7 @@ from ..auth.limits import describe
 from ..auth.passwords import MAX_LENGTH
 from ..errors import BadRequest
 from ..repo import accounts as repo
+from ..repo import identities
 from ._endpoint import Body, Name, endpoint, read_body
 from .api_keys import Limits, path_uuid
 
@@ -36,8 +37,10 @@ async def list_users(request: Request) -> Response:
         raise BadRequest(
             f"role: must be one of {', '.join(accounts.ROLES)}", code="validation_error"
         )
-    users = await repo.list_users(request.app.state.pool, role)
-    return JSONResponse({"data": [u.public() for u in users]})
+    pool = request.app.state.pool
+    users = await repo.list_users(pool, role)
+    methods = await identities.sign_in_methods(pool)
+    return JSONResponse({"data": [{**u.public(), "sign_in": methods.get(u.id, [])} for u in users]})
 
 
 @endpoint("admin")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 from pydantic import Field
@@ -11,10 +10,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import accounts
-from ..auth import passwords, tokens
-from ..auth.identity import SESSION_COOKIE, Authenticator, Principal
+from ..auth import passwords, sessions, tokens
+from ..auth.identity import Authenticator, Principal
 from ..errors import Forbidden, Unauthorized
 from ..repo import accounts as repo
+from ..repo import identities
 from ..repo.accounts import User
 from ._endpoint import Body, Name, endpoint, principal, read_body
 
@@ -35,68 +35,28 @@ class PasswordBody(Body):
     new_password: str = Field(max_length=passwords.MAX_LENGTH)
 
 
-def _client_ip(request: Request) -> str | None:
-    """The client's address for throttling and the session list, or None if it is not an IP.
-
-    Behind the load balancer (aws mode) it is the last X-Forwarded-For entry: the one the
-    load balancer appended. Entries before it are whatever the client chose to send.
-    """
-    host = request.client.host if request.client else None
-    if request.app.state.settings.trust_proxy_headers:
-        forwarded = ",".join(request.headers.getlist("x-forwarded-for"))
-        host = forwarded.rsplit(",", 1)[-1].strip() or host
-    try:
-        return str(ipaddress.ip_address(host or ""))
-    except ValueError:
-        return None
+_client_ip = sessions.client_ip
 
 
 async def _start_session(request: Request, user: User, status: int = 200) -> Response:
-    """A brand-new session id on every sign-in: a planted cookie is never promoted (fixation)."""
-    auth: Authenticator = request.app.state.auth
-    settings = request.app.state.settings
-    old = auth.session_id_from(request)
-    if old is not None:
-        await repo.delete_session(auth.pool, tokens.digest(old))
-        await request.app.state.invalidation.session(tokens.digest(old))
-    session_id = tokens.new_session_id()
-    await repo.create_session(
-        auth.pool,
-        tokens.digest(session_id),
-        user.id,
-        settings.session_max_age,
-        request.headers.get("user-agent", "")[:500] or None,
-        _client_ip(request),
-    )
-    response = JSONResponse(
-        {"user": user.public(), "csrf_token": auth.csrf_token(session_id)}, status
-    )
-    response.set_cookie(
-        SESSION_COOKIE,
-        auth.cookie_value(session_id),
-        max_age=int(settings.session_max_age),
-        path="/",
-        httponly=True,
-        samesite="lax",
-        secure=settings.secure_cookies or request.url.scheme == "https",
-    )
+    session_id = await sessions.start_session(request, user)
+    csrf = request.app.state.auth.csrf_token(session_id)
+    response = JSONResponse({"user": user.public(), "csrf_token": csrf}, status)
+    sessions.set_session_cookie(request, response, session_id)
     return response
 
 
-def _end_session(request: Request, response: Response) -> Response:
-    settings = request.app.state.settings
-    response.delete_cookie(
-        SESSION_COOKIE,
-        path="/",
-        httponly=True,
-        samesite="lax",
-        secure=settings.secure_cookies or request.url.scheme == "https",
-    )
-    return response
+def _require_password_login(request: Request) -> None:
+    if not request.app.state.settings.auth.password_login:
+        raise Forbidden(
+            "password sign-in is turned off; use your organisation's sign-in",
+            code="password_login_disabled",
+        )
 
 
 @endpoint("public")
 async def signup(request: Request) -> Response:
+    _require_password_login(request)
     body = await read_body(request, SignupBody)
     pool = request.app.state.pool
     policy = request.app.state.settings.signup_policy
@@ -121,6 +81,7 @@ async def signup(request: Request) -> Response:
 
 @endpoint("public")
 async def login(request: Request) -> Response:
+    _require_password_login(request)
     body = await read_body(request, LoginBody)
     pool = request.app.state.pool
     throttle = request.app.state.login_throttle
@@ -135,6 +96,7 @@ async def login(request: Request) -> Response:
         raise Unauthorized("wrong email or password", code="invalid_credentials")
     assert found is not None
     user, password_hash = found
+    assert password_hash is not None  # it was verified against a real hash
     await throttle.succeeded(account, ip)
     if user.disabled:
         raise Forbidden("this account is disabled", code="account_disabled")
@@ -149,21 +111,38 @@ async def login(request: Request) -> Response:
 
 @endpoint("user")
 async def logout(request: Request) -> Response:
+    """Ends this session; `redirect`, when set, is the identity provider's sign-out page,
+    where the browser should go next (otherwise it would be signed straight back in)."""
     me: Principal = principal(request)
     auth: Authenticator = request.app.state.auth
+    sign_in = None
     if me.session_id is not None:
-        await repo.delete_session(auth.pool, tokens.digest(me.session_id))
-        await request.app.state.invalidation.session(tokens.digest(me.session_id))
-    return _end_session(request, JSONResponse({"ok": True}))
+        id_hash = tokens.digest(me.session_id)
+        sign_in = await identities.session_sign_in(auth.pool, id_hash)
+        await repo.delete_session(auth.pool, id_hash)
+        await request.app.state.invalidation.session(id_hash)
+    return await _end_session(request, {"ok": True}, sign_in)
 
 
 @endpoint("user")
 async def logout_everywhere(request: Request) -> Response:
     me: Principal = principal(request)
     auth: Authenticator = request.app.state.auth
+    sign_in = None
+    if me.session_id is not None:
+        sign_in = await identities.session_sign_in(auth.pool, tokens.digest(me.session_id))
     ended = await repo.delete_user_sessions(auth.pool, me.user.id)
     await request.app.state.invalidation.user(me.user.id)
-    return _end_session(request, JSONResponse({"ok": True, "sessions_ended": ended}))
+    return await _end_session(request, {"ok": True, "sessions_ended": ended}, sign_in)
+
+
+async def _end_session(request: Request, body: dict[str, Any], sign_in: str | None) -> Response:
+    sso = request.app.state.sso
+    body["redirect"] = await sso.sign_out_redirect(request, sign_in)
+    response = JSONResponse(body)
+    sessions.clear_session_cookie(request, response)
+    sso.expire_alb_cookies(request, response)
+    return response
 
 
 @endpoint("user")
@@ -180,6 +159,7 @@ async def me(request: Request) -> Response:
 @endpoint("user")
 async def change_password(request: Request) -> Response:
     """Changing the password keeps this session and ends every other one."""
+    _require_password_login(request)
     body = await read_body(request, PasswordBody)
     current: Principal = principal(request)
     auth: Authenticator = request.app.state.auth
