@@ -157,6 +157,7 @@ class LoginThrottle:
 
     MAX_BACKOFF = 900  # seconds
     FORGET_AFTER = 3600  # failures older than this no longer count
+    ATTEMPT_SECONDS = 60  # the longest a password check may hold the lock (a crashed one)
 
     def __init__(self, storage: Storage, free_failures: int) -> None:
         self.storage = storage
@@ -182,7 +183,10 @@ class LoginThrottle:
             if failures < self.free_failures:
                 continue
             lock = key + ":locked"
-            if await self.storage.incr(lock, self._backoff(failures)) == 1:
+            # Held for the whole attempt (argon2 can take seconds on a busy machine), not just
+            # the back-off: `failed` restarts it at the back-off, `succeeded` clears it.
+            hold = max(self._backoff(failures), self.ATTEMPT_SECONDS)
+            if await self.storage.incr(lock, hold) == 1:
                 locked.append(lock)  # ours until this attempt fails (or expires)
                 continue
             wait = await self.storage.get_expiry(lock) - time.time()
@@ -211,7 +215,10 @@ class LoginThrottle:
         await self.storage.clear(account_key)
         await self.storage.clear(account_key + ":locked")
         for key in ip_key:  # people behind one NAT address sign in all day
-            await self.storage.incr(key, self.FORGET_AFTER, amount=-1)
+            failures = await self.storage.incr(key, self.FORGET_AFTER, amount=-1)
+            if failures >= self.free_failures:  # hand the address's lock back at the back-off
+                await self.storage.clear(key + ":locked")
+                await self.storage.incr(key + ":locked", self._backoff(failures))
 
 
 class SignupLimiter:
