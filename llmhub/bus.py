@@ -383,8 +383,9 @@ class PostgresBus(Bus):
             except Exception:
                 conn.terminate()
 
-    def _notified(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
-        self._received(channel, payload)
+    def _notified(self, _conn: Any, _pid: int, channel: str, payload: object) -> None:
+        # asyncpg's listener type says `object`; NOTIFY payloads arrive as str.
+        self._received(channel, str(payload))
 
     async def _listen(self, channel: str) -> None:
         async with self._use:
