@@ -42,7 +42,7 @@ CHANNEL_PREFIX = "llmhub."
 PRESENCE_LOCK_NAMESPACE = 0x6C62  # "lb": the advisory-lock class of listening replicas
 PG_PAYLOAD_LIMIT = 7900  # bytes: PostgreSQL refuses payloads of 8000 bytes or more
 MAX_QUEUED = 100_000  # messages waiting for a connection; the oldest are dropped beyond this
-BROADCAST_TIMEOUT = 2.0
+BROADCAST_TIMEOUT = 5.0  # a hung replica delays a logout this long at most
 _RECONNECT_MAX_DELAY = 2.0
 
 
@@ -463,7 +463,10 @@ class RedisBus(Bus):
 
         # No silent retries: a lost connection must surface, so we know messages were missed.
         client = redis.Redis.from_url(
-            self.url, socket_connect_timeout=10, retry=Retry(NoBackoff(), 0)
+            self.url,
+            socket_connect_timeout=10,
+            retry=Retry(NoBackoff(), 0),
+            client_name=f"llmhub-bus-{self.replica}",  # CLIENT LIST tells replicas apart
         )
         pubsub = client.pubsub(ignore_subscribe_messages=False)
         self._client, self._pubsub = client, pubsub

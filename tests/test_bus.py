@@ -87,7 +87,7 @@ async def test_broadcast_returns_once_every_replica_has_handled_it(buses: Factor
     seen: list[str] = []
     await b.subscribe("drop", lambda body: seen.append("b:" + body))
     await c.subscribe("drop", lambda body: seen.append("c:" + body))
-    assert await a.broadcast("drop", "session-1") is True
+    assert await a.broadcast("drop", "session-1", timeout=30) is True
     # No waiting here: the handlers on both other replicas have already run.
     assert sorted(seen) == ["b:session-1", "c:session-1"]
 
@@ -124,7 +124,7 @@ async def test_a_lost_connection_is_reestablished_and_reported(
         await reconnected.wait()
     assert b.connected
     # Listening again on the channels it had: a new message gets through.
-    assert await a.broadcast("news", "after the outage") is True
+    assert await a.broadcast("news", "after the outage", timeout=30) is True
     assert inbox.bodies == ["after the outage"]
 
 
@@ -133,7 +133,10 @@ async def kill_bus_connections(backend: str, bus: Bus) -> None:
     if backend.startswith("redis"):
         client = aioredis.from_url(backend)
         try:
-            await client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+            clients = await client.client_list(_type="pubsub")
+            ours = [c["id"] for c in clients if c["name"] == f"llmhub-bus-{bus.replica}"]
+            assert len(ours) == 1, clients
+            await client.client_kill_filter(_id=ours[0])
         finally:
             await client.aclose()
         return
