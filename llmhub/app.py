@@ -77,7 +77,11 @@ def create_app(settings: Settings) -> Starlette:
             stack.push_async_callback(app.state.health.aclose)
             from .generations import GenerationManager
 
-            generations = GenerationManager(app.state, shutdown_timeout=settings.shutdown_timeout)
+            generations = GenerationManager(
+                app.state,
+                shutdown_timeout=settings.shutdown_timeout,
+                lease_seconds=settings.generation_lease,
+            )
             await generations.start()
             stack.push_async_callback(generations.shutdown)
             app.state.generations = generations
@@ -129,11 +133,13 @@ async def _open_database(app: Starlette, settings: Settings, stack: Any) -> str:
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
         connect_timeout=settings.db_connect_timeout,
+        acquire_timeout=settings.db_acquire_timeout,
+        statement_timeout=settings.db_statement_timeout,
     )
     stack.push_async_callback(pool.close)
     app.state.pool = pool
     if settings.migrate_on_start:
-        async with pool.acquire() as conn:
+        async with db.migration_connection(url, settings.db_connect_timeout) as conn:
             await migrate(conn, progress=_log_migration)
     return url
 

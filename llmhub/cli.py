@@ -146,6 +146,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from .app import create_app
     from .db import DatabaseUnavailable
+    from .generations import FINISH_BUDGET
     from .migrations import MigrationError
 
     app = create_app(settings)
@@ -159,8 +160,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         server_header=False,
         proxy_headers=True,
         forwarded_allow_ips=settings.trusted_proxies,
-        # uvicorn declares an int but hands it to asyncio.wait_for, which takes any float.
-        timeout_graceful_shutdown=settings.shutdown_timeout,  # type: ignore[arg-type]
+        # Past the generations' own window: answers stopped at its end are saved and their
+        # `end` event sent before uvicorn cuts the connections that carry them. (uvicorn
+        # declares an int but hands it to asyncio.wait_for, which takes any float.)
+        timeout_graceful_shutdown=settings.shutdown_timeout + FINISH_BUDGET,  # type: ignore[arg-type]
     )
     server = _AnnouncingServer(config)
     # uvicorn re-raises the signal that stopped it once it has drained; a no-op handler lets

@@ -197,8 +197,10 @@ class Settings(BaseSettings):
     data_dir: Path = Path("~/.local/share/llmhub")
     database_url: PostgresUrl | None = None
     db_pool_min: int = Field(1, ge=0)
-    db_pool_max: int = Field(10, ge=2)  # one connection is held by the generation manager
+    db_pool_max: int = Field(10, ge=2)  # requests and the background work share it
     db_connect_timeout: float = Field(30.0, gt=0)
+    db_acquire_timeout: float = Field(5.0, gt=0)
+    db_statement_timeout: float = Field(10.0, gt=0)
     migrate_on_start: bool = True
     secret_key: SecretStr | None = None
     redis_url: RedisUrl | None = None
@@ -208,6 +210,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     forwarded_allow_ips: str | None = None
     shutdown_timeout: float = Field(30.0, ge=0)
+    generation_lease: float = Field(30.0, ge=1)
     catalog_ttl: float = Field(300.0, gt=0)
     health_interval: float = Field(5.0, gt=0)
     metrics_token: SecretStr | None = None

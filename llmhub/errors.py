@@ -6,7 +6,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from providers.errors import LLMHubError, RateLimited
+from providers.errors import LLMHubError
 
 
 class BadRequest(LLMHubError):
@@ -45,14 +45,27 @@ class PayloadTooLarge(LLMHubError):
     code = "payload_too_large"
 
 
+class DatabaseDown(LLMHubError):
+    """PostgreSQL is unavailable (down, restarting, frozen, out of connections): try again."""
+
+    status = 503
+    type = "server_error"
+    code = "database_unavailable"
+    retry_after = 5.0
+
+    def __init__(self, message: str = "the database is unavailable; try again shortly") -> None:
+        super().__init__(message)
+
+
 def error_body(message: str, type_: str, code: str) -> dict[str, dict[str, str]]:
     return {"error": {"message": message, "type": type_, "code": code}}
 
 
 def error_response(exc: LLMHubError) -> JSONResponse:
     headers = {}
-    if isinstance(exc, RateLimited) and exc.retry_after is not None:
-        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(retry_after)))
     return JSONResponse(error_body(exc.message, exc.type, exc.code), exc.status, headers=headers)
 
 

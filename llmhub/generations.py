@@ -5,10 +5,15 @@ a client that reconnects gets exactly the frames it missed (`Last-Event-ID`), th
 ones. The task persists partial content on an interval and the final state at the end; a stop
 cancels the task, which closes the provider's stream and with it the upstream request.
 
-Ownership across replicas: each process holds a PostgreSQL advisory lock under a random key and
-stamps its `streaming` rows with it. A `streaming` row whose key no live session holds was left
-by a crash; the startup (and periodic) sweep marks it `interrupted`. Reattaching to and stopping
-a generation only work on the replica running it (sticky sessions with several replicas).
+The final state is durable before anyone is told it: the `end` event follows a successful save.
+A failed save is retried with back-off; if the database stays away for SAVE_RETRY_WINDOW, the
+followers get a `pending` event (the answer is whole, its save is not) and the task keeps the
+outcome in memory, retrying until the database takes it, then sends `end`.
+
+Ownership across replicas is a lease (`llmhub.ownership`): a `streaming` row whose owner's
+lease ran out was left by a process that is gone; the sweep marks it `interrupted`.
+Reattaching to and stopping a generation only work on the replica running it (sticky sessions
+with several replicas).
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ import asyncio
 import contextlib
 import json
 import re
-import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,7 +30,6 @@ from uuid import UUID
 
 import asyncpg
 import structlog
-from asyncpg.pool import PoolConnectionProxy
 
 from providers.base import (
     ChatEnd,
@@ -42,16 +45,25 @@ from providers.errors import LLMHubError
 from . import model_calls
 from .auth.identity import Principal
 from .model_calls import ModelCall
+from .ownership import OwnerLease
 from .repo import chats as repo
+from .repo import owners
 from .repo.chats import Message, Outcome
 
 log = structlog.get_logger("llmhub.generations")
 
-LOCK_NAMESPACE = 0x6C68  # "lh": the advisory-lock class of generation owners
 FLUSH_INTERVAL = 0.5  # seconds between partial-content writes of a running generation
 KEEPALIVE_INTERVAL = 15.0  # an SSE comment after this long without an event
 RETAIN_FINISHED = 300.0  # finished generations stay replayable this long
-SWEEP_INTERVAL = 60.0
+# A final save that fails is retried this long (with back-off) before followers are told it is
+# pending; each attempt is bounded by the pool's acquire and statement timeouts too.
+SAVE_RETRY_WINDOW = 5.0
+SAVE_FIRST_DELAY = 0.05
+SAVE_MAX_DELAY = 5.0
+# What a stopped answer needs after its model stream is closed: the final save's retry window,
+# the usage row, and the `end` frame reaching the client. SIGTERM lets connections run this
+# long after the generations' own shutdown window (see cli), so no stream is cut before `end`.
+FINISH_BUDGET = SAVE_RETRY_WINDOW + 5.0
 INTERRUPTED_BY_CRASH = "the server stopped before the answer was complete"
 INTERRUPTED_BY_SHUTDOWN = "the server shut down before the answer was complete"
 TITLE_TIMEOUT = 60.0
@@ -92,6 +104,8 @@ class Generation:
         self.dirty = False  # content arrived since the last partial write
         self.task: asyncio.Task[None] | None = None
         self.finished_at = 0.0
+        # Set once the final state is saved, or once followers were told its save is pending.
+        self.settled = asyncio.Event()
         self._wake = asyncio.Event()
 
     def emit(self, event: str, data: dict[str, Any]) -> None:
@@ -139,36 +153,42 @@ class Job:
 
 
 class GenerationManager:
-    def __init__(self, state: Any, *, shutdown_timeout: float) -> None:
+    def __init__(self, state: Any, *, shutdown_timeout: float, lease_seconds: float) -> None:
         self.state = state
         self.shutdown_timeout = shutdown_timeout
-        self.owner_key = 0
+        self.lease = OwnerLease(state.pool, lease_seconds)
         self._running: dict[UUID, Generation] = {}
         self._finished: dict[UUID, Generation] = {}
         self._background: set[asyncio.Task[Any]] = set()
-        self._lock_conn: PoolConnectionProxy | None = None
         self._drain: asyncio.Future[None] | None = None
+        self._stopping = asyncio.Event()  # shutdown: pending saves make a last attempt
 
     @property
     def pool(self) -> asyncpg.Pool:
         pool: asyncpg.Pool = self.state.pool
         return pool
 
+    @property
+    def owner_key(self) -> int:
+        return self.lease.key
+
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Take this process's owner lock, then interrupt what crashed processes left behind."""
-        conn = await self.pool.acquire()
-        while True:
-            key = secrets.randbelow(2**31 - 1) + 1
-            if await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", LOCK_NAMESPACE, key):
-                break
-        self._lock_conn, self.owner_key = conn, key
-        swept = await repo.interrupt_orphans(self.pool, LOCK_NAMESPACE, INTERRUPTED_BY_CRASH)
-        if swept:
-            log.warning("interrupted generations left by a crash", count=swept)
+        """Take this process's owner lease, then interrupt what gone processes left behind."""
+        await self.lease.acquire()
+        await self.sweep()
+        self._spawn(self._keep_lease(), name="generation-lease")
         self._spawn(self._sweep_forever(), name="generation-sweeper")
         self._spawn(self._flush_forever(), name="generation-flusher")
+
+    async def sweep(self) -> int:
+        """Interrupt `streaming` answers whose owner is gone; the count interrupted."""
+        await self.lease.retire_dead_neighbours()
+        swept = await owners.interrupt_orphans(self.pool, INTERRUPTED_BY_CRASH)
+        if swept:
+            log.warning("interrupted generations left by a stopped process", count=swept)
+        return swept
 
     async def drain(self) -> None:
         """Let running generations finish for up to `shutdown_timeout`, then stop and persist
@@ -185,9 +205,11 @@ class GenerationManager:
             await asyncio.wait(tasks, timeout=self.shutdown_timeout)
         for generation in list(self._running.values()):
             self._cancel(generation, "interrupted")
+        # From here, a save that cannot be made in its retry window is given up.
+        self._stopping.set()
         tasks = [g.task for g in self._running.values() if g.task]
         if tasks:
-            await asyncio.wait(tasks, timeout=10)
+            await asyncio.wait(tasks, timeout=FINISH_BUDGET)
 
     async def shutdown(self) -> None:
         await self.drain()
@@ -195,19 +217,31 @@ class GenerationManager:
             task.cancel()
         if self._background:
             await asyncio.wait(list(self._background), timeout=5)
-        if self._lock_conn is not None:
+        if not self._running:  # else the lease must outlive us: its rows are still streaming
             with contextlib.suppress(Exception):
-                await self._lock_conn.execute(
-                    "SELECT pg_advisory_unlock($1, $2)", LOCK_NAMESPACE, self.owner_key
-                )
-            await self.pool.release(self._lock_conn)
-            self._lock_conn = None
+                async with asyncio.timeout(2):
+                    await self.lease.release()
+
+    async def _keep_lease(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease.renew_interval)
+            try:
+                async with asyncio.timeout(self.lease.renew_interval):
+                    if await self.lease.renew():
+                        ids = [g.id for g in self._running.values()]
+                        if ids:
+                            await owners.reclaim(self.pool, self.owner_key, ids)
+            except Exception as exc:  # the next round tries again; the lease has slack
+                log.warning("generation lease renewal failed", error=str(exc))
 
     async def _sweep_forever(self) -> None:
         while True:
-            await asyncio.sleep(SWEEP_INTERVAL)
+            await asyncio.sleep(self.lease.lease_seconds / 2)
+            if not self.lease.steady:
+                continue  # we were cut off too: give the others their lease to come back
             try:
-                await repo.interrupt_orphans(self.pool, LOCK_NAMESPACE, INTERRUPTED_BY_CRASH)
+                async with asyncio.timeout(self.lease.lease_seconds):
+                    await self.sweep()
             except Exception as exc:  # retried next round
                 log.warning("generation sweep failed", error=str(exc))
 
@@ -280,11 +314,16 @@ class GenerationManager:
         return generation
 
     async def stop(self, generation: Generation, as_status: str = "stopped") -> None:
-        """Stop and wait until the final state is saved (not cancelled if our caller is)."""
+        """Stop and wait until the final state is saved, or its save is known to be pending
+        (not cancelled if our caller is)."""
         if generation.done or generation.task is None:
             return
         self._cancel(generation, as_status)
-        await asyncio.wait([generation.task])
+        settled = asyncio.ensure_future(generation.settled.wait())
+        try:
+            await asyncio.wait([generation.task, settled], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            settled.cancel()
 
     def _cancel(self, generation: Generation, as_status: str) -> None:
         if generation.task is not None and not generation.finishing:
@@ -388,11 +427,16 @@ class GenerationManager:
             ttft_ms=ttft_ms,
             duration_ms=duration_ms,
         )
-        try:
-            await repo.finish_message(self.pool, generation.id, outcome)
-        except Exception as exc:
-            log.error("could not save a finished answer", generation_id=str(generation.id),
-                      error=str(exc))  # fmt: skip
+        if not await self._save_final(generation, outcome):
+            # Only at shutdown, with the database still away: the answer is lost, and the
+            # followers' last word was `pending`.
+            log.error("finished answer not saved: the database stayed unavailable",
+                      generation_id=str(generation.id), status=status,
+                      characters=len(text))  # fmt: skip
+            generation.close()
+            self._running.pop(generation.id, None)
+            generation.settled.set()
+            return
         await model_calls.record(
             self.state,
             job.call,
@@ -418,8 +462,49 @@ class GenerationManager:
         generation.close()
         self._running.pop(generation.id, None)
         self._finished[generation.id] = generation
+        generation.settled.set()
         if status == "complete" and job.first_exchange:
             self._spawn(self._title(generation.chat_id, job, text), name="chat-title")
+
+    async def _save_final(self, generation: Generation, outcome: Outcome) -> bool:
+        """Save with back-off for SAVE_RETRY_WINDOW; then tell the followers the save is
+        pending and keep trying (until shutdown) while the outcome waits in memory."""
+        delay = SAVE_FIRST_DELAY
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SAVE_RETRY_WINDOW):
+                while not await self._try_save(generation, outcome):
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, SAVE_MAX_DELAY)
+                return True
+        generation.emit(
+            "pending",
+            {
+                "message_id": str(generation.id),
+                "status": outcome.status,
+                "message": "the answer is finished but not saved yet: the database is "
+                "unavailable; it is kept and saved when the database is back",
+            },
+        )
+        generation.settled.set()
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._stopping.wait()
+            delay = min(delay * 2, SAVE_MAX_DELAY)
+            if await self._try_save(generation, outcome):
+                log.info("pending answer saved", generation_id=str(generation.id))
+                return True
+        return False
+
+    async def _try_save(self, generation: Generation, outcome: Outcome) -> bool:
+        try:
+            async with asyncio.timeout(SAVE_RETRY_WINDOW):
+                await repo.finish_message(self.pool, generation.id, outcome)
+        except Exception as exc:
+            log.warning("could not save a finished answer yet",
+                        generation_id=str(generation.id), error=str(exc))  # fmt: skip
+            return False
+        return True
 
     # -- titles --------------------------------------------------------------------------------
 

@@ -6,7 +6,8 @@ import structlog
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import PayloadTooLarge, error_body, error_response
+from .db import describe_error, is_outage
+from .errors import DatabaseDown, PayloadTooLarge, error_body, error_response
 from .observability import printable
 
 log = structlog.get_logger("llmhub.errors")
@@ -77,7 +78,8 @@ class BodySizeLimitMiddleware:
 
 class UnexpectedErrorMiddleware:
     """A bug becomes a JSON 500 here, inside the other middleware, rather than in Starlette's
-    outermost handler where no security header or request id would be added."""
+    outermost handler where no security header or request id would be added. A database outage
+    is not a bug: it becomes a 503 `database_unavailable` with Retry-After, logged in one line."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -95,7 +97,14 @@ class UnexpectedErrorMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except Exception:
+        except Exception as exc:
+            if is_outage(exc):
+                log.warning("database unavailable", path=printable(scope["path"]),
+                            error=describe_error(exc))  # fmt: skip
+                if started:
+                    raise
+                await error_response(DatabaseDown())(scope, receive, send)
+                return
             log.exception("unhandled error", path=printable(scope["path"]))
             if started:
                 raise  # the response is under way; the server can only drop the connection

@@ -10,7 +10,6 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from llmhub.generations import LOCK_NAMESPACE
 from tests.chat_support import (
     MODEL,
     REPLY,
@@ -252,10 +251,20 @@ async def test_upstream_fails_before_the_first_token(chat_hub: Hub, fake: FakeOl
 async def test_crash_recovery_interrupts_orphans_only(
     database_url: str, data_dir: Path, fake: FakeOllama
 ) -> None:
+    """At start, answers whose owner is gone are interrupted: no lease, a lapsed lease, or a
+    dead process on this machine. A live owner's answers (another replica) are left alone."""
+    from llmhub.ownership import machine_identity
+
+    finished = await asyncio.create_subprocess_exec("true")
+    await finished.wait()  # a pid on this machine that no longer runs
     conn = await asyncpg.connect(database_url)
-    live_owner = await asyncpg.connect(database_url)  # another replica, still running
     try:
-        await live_owner.execute("SELECT pg_advisory_lock($1, 4242)", LOCK_NAMESPACE)
+        leases = "INSERT INTO generation_owners (key, host, pid, lease_seconds, renewed_at) "
+        await conn.execute(leases + "VALUES (4242, 'elsewhere', 1, 30, now())")
+        await conn.execute(leases + "VALUES (77, 'elsewhere', 1, 30, now() - interval '1 hour')")
+        await conn.execute(
+            leases + "VALUES (55, $1, $2, 3600, now())", machine_identity(), finished.pid
+        )
         user = await conn.fetchval(
             "INSERT INTO users (email, password_hash) VALUES ('x@example.com', 'x') RETURNING id"
         )
@@ -266,6 +275,8 @@ async def test_crash_recovery_interrupts_orphans_only(
         )
         crashed = await conn.fetchval(insert, chat, user, 99)
         unowned = await conn.fetchval(insert, chat, user, None)
+        lapsed = await conn.fetchval(insert, chat, user, 77)
+        dead_neighbour = await conn.fetchval(insert, chat, user, 55)
         elsewhere = await conn.fetchval(insert, chat, user, 4242)
         async with running_hub(chat_settings(database_url, data_dir, fake.url)):
             rows = {
@@ -274,10 +285,12 @@ async def test_crash_recovery_interrupts_orphans_only(
             }
         assert rows[crashed]["status"] == "interrupted" and rows[crashed]["content"] == "partial"
         assert rows[crashed]["error"]
-        assert rows[unowned]["status"] == "interrupted"
+        for orphan in (unowned, lapsed, dead_neighbour):
+            assert rows[orphan]["status"] == "interrupted"
         assert rows[elsewhere]["status"] == "streaming"
+        owners = {r["key"] for r in await conn.fetch("SELECT key FROM generation_owners")}
+        assert owners == {4242}  # lapsed and dead leases retired; ours released at shutdown
     finally:
-        await live_owner.close()
         await conn.close()
 
 

@@ -442,25 +442,6 @@ async def finish_message(db: Db, message_id: UUID, o: Outcome) -> None:
     )
 
 
-async def interrupt_orphans(db: Db, lock_namespace: int, error: str) -> int:
-    """Mark `streaming` messages whose owning process is gone (holds no advisory lock) as
-    `interrupted`. Safe with several replicas: a live owner's lock keeps its rows alone."""
-    result = await db.execute(
-        """
-        UPDATE messages m SET status = 'interrupted', error = coalesce(m.error, $2),
-            generation_owner = NULL, updated_at = now()
-        WHERE m.status = 'streaming' AND (m.generation_owner IS NULL OR NOT EXISTS (
-            SELECT 1 FROM pg_locks l
-            WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
-              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-              AND l.classid = $1::int8::oid AND l.objid = m.generation_owner::int8::oid))
-        """,
-        lock_namespace,
-        error,
-    )
-    return int(result.split()[-1])
-
-
 # -- search --------------------------------------------------------------------------------------
 
 # Control characters cannot occur in a snippet's text, so they mark matches unambiguously; the

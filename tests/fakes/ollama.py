@@ -13,8 +13,9 @@ Replies are scripted per model (`FakeModel.reply`/`chunks`/`thinking`, or `fake.
 Fault knobs are plain attributes (`chunk_delay`, `drop_after_chunks`, `stall_after_chunks`,
 `error_after_chunks`, `split_lines`, `eof_delay`; they apply to every streamed reply, chat and
 pull) plus `fail_next()` (never taken by the background polls `/api/version` and `/api/ps`
-unless aimed at them with `path=`); `content_on_done` puts the last piece of a chat reply on
-its `done` line; `lines_per_write` batches lines into fewer writes for benchmarks.
+unless aimed at them with `path=`); `hold_after_chunks` pauses a reply there (`fake.holding`
+is set) until `fake.release()`; `content_on_done` puts the last piece of a chat reply on its
+`done` line; `lines_per_write` batches lines into fewer writes for benchmarks.
 Every request is recorded in `fake.requests`; `fake.disconnected` is set (and
 `fake.disconnects` counted) when a client goes away in the middle of a streamed response.
 """
@@ -165,6 +166,9 @@ class FakeOllama:
         self.chunk_delay = 0.0
         self.drop_after_chunks: int | None = None
         self.stall_after_chunks: int | None = None
+        self.hold_after_chunks: int | None = None
+        self.holding = asyncio.Event()
+        self._released = asyncio.Event()
         self.error_after_chunks: int | None = None
         self.stream_error = STREAM_ERROR
         self.split_lines = False
@@ -235,6 +239,10 @@ class FakeOllama:
         """Set what `model` answers next (and from then on)."""
         target = self.models[model]
         target.reply, target.chunks, target.thinking = reply, chunks, thinking
+
+    def release(self) -> None:
+        """Let replies paused at `hold_after_chunks` go on."""
+        self._released.set()
 
     def calls(self, path: str) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path == path]
@@ -375,7 +383,12 @@ class FakeOllama:
         """Lines grouped per write; a batch never straddles a fault point."""
         stops = {
             k
-            for k in (self.drop_after_chunks, self.stall_after_chunks, self.error_after_chunks)
+            for k in (
+                self.drop_after_chunks,
+                self.stall_after_chunks,
+                self.error_after_chunks,
+                self.hold_after_chunks,
+            )
             if k is not None
         }
         per_write = 1 if self.chunk_delay else max(1, self.lines_per_write)
@@ -398,6 +411,14 @@ class FakeOllama:
         if sent == self.stall_after_chunks:
             await self._closing.wait()
             return True
+        if sent == self.hold_after_chunks and not self._released.is_set():
+            self.holding.set()
+            released = asyncio.ensure_future(self._released.wait())
+            closing = asyncio.ensure_future(self._closing.wait())
+            await asyncio.wait([released, closing], return_when=asyncio.FIRST_COMPLETED)
+            released.cancel()
+            closing.cancel()
+            return self._closing.is_set()
         if sent == self.error_after_chunks:
             await self._write(response, [go_json({"error": self.stream_error}) + b"\n"])
             await response.write_eof()
