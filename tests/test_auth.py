@@ -262,8 +262,10 @@ async def test_tampered_and_forged_cookies_are_refused(hub: Hub) -> None:
         .decode()
     )
 
-    def changed(text: str) -> str:  # a different last character, whatever it was
-        return text[:-1] + ("A" if text[-1] != "A" else "B")
+    def changed(text: str) -> str:  # a different first character, whatever it was
+        # Not the last: base64's last character carries padding bits, and two characters
+        # differing only in those decode to the same signature.
+        return ("A" if text[0] != "A" else "B") + text[1:]
 
     for bad in (
         f"{session_id}.{changed(signature)}",
