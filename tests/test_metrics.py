@@ -203,7 +203,7 @@ async def test_pool_process_and_provider_figures(hub: Hub, fake: FakeOllama) -> 
     settings = hub.app.state.settings
     assert value(samples, "llmhub_db_pool_max") == settings.db_pool_max
     assert 1 <= value(samples, "llmhub_db_pool_size") <= settings.db_pool_max
-    assert value(samples, "llmhub_db_pool_in_use") >= 1  # the generation manager's lock
+    assert 0 <= value(samples, "llmhub_db_pool_in_use") <= value(samples, "llmhub_db_pool_size")
     assert ("llmhub_db_pool_waiting", frozenset()) in samples
     assert value(samples, "llmhub_db_pool_acquire_seconds_count") > 0
     assert value(samples, "process_resident_memory_bytes") > 0
