@@ -8,11 +8,13 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+import redis.asyncio as aioredis
 
 from llmhub.config import Settings
 from llmhub.migrations import migrate
 from tests.hub import Hub, hub_settings, running_hub
-from tests.pg import admin_url_from_env, reachable, throwaway_database
+from tests.pg import admin_url_from_env, database_name, reachable, throwaway_database
+from tests.redis_server import private_redis
 
 # Variables that steer the test run itself; every other LLMHUB_* is a setting, and tests
 # never inherit the developer's settings (module-scoped hubs start before any fixture runs).
@@ -61,7 +63,7 @@ async def migrated_template(pg_admin_url: str) -> AsyncIterator[str]:
 @pytest.fixture
 async def database_url(pg_admin_url: str, migrated_template: str) -> AsyncIterator[str]:
     """A fresh, migrated database of the test's own (a cheap copy of the template)."""
-    template = migrated_template.rsplit("/", 1)[1].split("?", 1)[0]
+    template = database_name(migrated_template)
     async with throwaway_database(pg_admin_url, template=template) as url:
         yield url
 
@@ -69,7 +71,7 @@ async def database_url(pg_admin_url: str, migrated_template: str) -> AsyncIterat
 @pytest.fixture(scope="module")
 async def module_database_url(pg_admin_url: str, migrated_template: str) -> AsyncIterator[str]:
     """One migrated database shared by a test module that runs one hub for all its tests."""
-    template = migrated_template.rsplit("/", 1)[1].split("?", 1)[0]
+    template = database_name(migrated_template)
     async with throwaway_database(pg_admin_url, template=template) as url:
         yield url
 
@@ -84,6 +86,24 @@ def settings(database_url: str, data_dir: Path) -> Settings:
 async def hub(settings: Settings) -> AsyncIterator[Hub]:
     async with running_hub(settings) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+async def redis_server() -> AsyncIterator[str]:
+    """This session's (xdist worker's) own redis-server: never a shared one."""
+    async with private_redis() as url:
+        yield url
+
+
+@pytest.fixture
+async def redis_url(redis_server: str) -> str:
+    """The session's private redis-server, emptied for this test (nobody else uses it)."""
+    client = aioredis.from_url(redis_server)
+    try:
+        await client.flushall()
+    finally:
+        await client.aclose()
+    return redis_server
 
 
 @pytest.fixture

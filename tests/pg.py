@@ -6,7 +6,7 @@ import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import asyncpg
 
@@ -14,8 +14,15 @@ DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def with_database(url: str, name: str) -> str:
+    """`url` naming database `name` (its host, port and query, e.g. `?host=<socket dir>`, kept)."""
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path="/" + name))
+
+
+def database_name(url: str) -> str:
+    """The database a URL names: its path, never its query (an embedded server's URL ends in
+    `?host=<socket directory>`, whose own last path segment is not the database)."""
+    return unquote(urlsplit(url).path.lstrip("/"))
 
 
 async def reachable(url: str) -> bool:

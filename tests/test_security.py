@@ -246,38 +246,6 @@ async def test_aws_mode_throttles_the_address_the_load_balancer_saw(
         assert_error(response, 429, "login_throttled")
 
 
-@pytest.fixture
-def redis_url(tmp_path: Any) -> Iterator[str]:
-    """A private redis-server, if one is installed."""
-    import shutil
-    import socket
-    import subprocess
-    import time
-
-    server = shutil.which("redis-server")
-    if server is None:
-        pytest.skip("redis-server is not installed")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    process = subprocess.Popen(
-        [server, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
 async def test_throttle_with_redis_shared_by_two_replicas(
     settings: Settings, redis_url: str
 ) -> None:
