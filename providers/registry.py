@@ -88,6 +88,11 @@ class Registry:
         if self._probe_task is None:
             self._probe_task = asyncio.create_task(self._probe_forever(), name="health-probe")
 
+    @property
+    def refreshing(self) -> bool:
+        """Whether the background refresh started by `start` is running (`aclose` stops it)."""
+        return self._task is not None and not self._task.done()
+
     async def _refresh_forever(self) -> None:
         while True:
             await self.refresh()

@@ -20,7 +20,6 @@ import aiohttp
 import asyncpg
 import openai
 import pytest
-import redis.asyncio as aioredis
 
 from llmhub import model_calls
 from llmhub.config import Settings
@@ -39,7 +38,6 @@ REPLY_PIECES = REPLY.split(" ")
 BEDROCK_CHAT = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
 TITAN_EMBED = "amazon.titan-embed-text-v2:0"
 MAX_BODY = 64 * 1024
-REDIS_DB_URL = "redis://127.0.0.1:6379/15"
 
 
 def fake_models() -> list[FakeModel]:
@@ -889,11 +887,21 @@ def assert_429(response: Any, code: str, limit_words: str) -> None:
     assert response.body["error"]["type"] == "rate_limit_error"
 
 
-async def avoid_minute_boundary() -> None:
-    """Token quotas count in fixed wall-clock minutes; don't straddle one mid-test."""
-    left = 60 - time.time() % 60
-    if left < 2:
-        await asyncio.sleep(left + 0.05)
+@dataclass
+class FrozenClock:
+    now: float
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def limiter_clock(ohub: Hub, monkeypatch: pytest.MonkeyPatch) -> FrozenClock:
+    """Token quotas count in fixed windows of the limiter's clock: frozen 10 s into a minute,
+    so no test straddles a window by chance; a test moves it to cross one."""
+    clock = FrozenClock(time.time() // 60 * 60 + 10)
+    monkeypatch.setattr(ohub.app.state.limiter, "clock", clock)
+    return clock
 
 
 async def test_requests_per_minute_limit(ohub: Hub, alice: Account, fake: FakeOllama) -> None:
@@ -941,10 +949,11 @@ async def test_default_limits_apply_to_everyone(ohub: Hub, alice: Account) -> No
         assert restored.status == 200, restored.text
 
 
-async def test_tokens_per_minute_quota(ohub: Hub, alice: Account, fake: FakeOllama) -> None:
+async def test_tokens_per_minute_quota(
+    ohub: Hub, alice: Account, fake: FakeOllama, limiter_clock: FrozenClock
+) -> None:
     bob = await new_user(ohub)
     await set_user_limits(alice.web, bob.user_id, tokens_per_minute=5)
-    await avoid_minute_boundary()
     chat = {"model": CHAT, "messages": user_says()}
     first = await bob.api.post("/v1/chat/completions", chat)
     assert first.status == 200, first.text
@@ -952,11 +961,16 @@ async def test_tokens_per_minute_quota(ohub: Hub, alice: Account, fake: FakeOlla
     calls = len(fake.calls("/api/chat"))
     second = await bob.api.post("/v1/chat/completions", chat)
     assert_429(second, "quota_tokens_per_minute", "tokens per minute quota of 5")
-    assert int(second.headers["Retry-After"]) <= 60
+    assert int(second.headers["Retry-After"]) == 50  # the rest of this minute
     assert len(fake.calls("/api/chat")) == calls
+    limiter_clock.now += 60  # the next minute has a quota of its own
+    third = await bob.api.post("/v1/chat/completions", chat)
+    assert third.status == 200, third.text
 
 
-async def test_streamed_tokens_count_against_the_quota(ohub: Hub, alice: Account) -> None:
+async def test_streamed_tokens_count_against_the_quota(
+    ohub: Hub, alice: Account, limiter_clock: FrozenClock
+) -> None:
     bob = await new_user(ohub)
     await set_user_limits(alice.web, bob.user_id, tokens_per_day=5)
     async with openai.AsyncOpenAI(
@@ -969,28 +983,10 @@ async def test_streamed_tokens_count_against_the_quota(ohub: Hub, alice: Account
     assert caught.value.code == "quota_tokens_per_day"
 
 
-@pytest.fixture
-async def shared_redis() -> AsyncIterator[str]:
-    client = aioredis.from_url(REDIS_DB_URL)
-    try:
-        await client.ping()
-    except (OSError, aioredis.ConnectionError):
-        await client.aclose()
-        pytest.skip("no Redis on 127.0.0.1:6379")
-    await client.flushdb()
-    try:
-        yield REDIS_DB_URL
-    finally:
-        await client.flushdb()
-        await client.aclose()
-
-
 async def test_two_instances_share_one_limit_through_redis(
-    database_url: str, data_dir: Path, fake: FakeOllama, shared_redis: str
+    database_url: str, data_dir: Path, fake: FakeOllama, redis_url: str
 ) -> None:
-    settings = hub_settings(
-        database_url, data_dir, ollama={"url": fake.url}, redis_url=shared_redis
-    )
+    settings = hub_settings(database_url, data_dir, ollama={"url": fake.url}, redis_url=redis_url)
     async with started_hub(settings) as one, started_hub(settings) as two:
         admin = await make_account(one, "alice@example.com")
         bob = await make_account(one, "bob@example.com")

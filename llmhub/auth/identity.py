@@ -48,6 +48,8 @@ class Authenticator:
         # Consulted when a request has no live session: signs in from a trusted source (the
         # load balancer's identity header) and returns the new session's principal.
         self.fallback: Callable[[Request], Awaitable[Principal | None]] | None = None
+        # What the caches' SESSION_CACHE_SECONDS are measured on (tests move it).
+        self.clock: Callable[[], float] = time.monotonic
 
     # -- cookies ---------------------------------------------------------------------------------
 
@@ -83,7 +85,7 @@ class Authenticator:
         if scheme.lower() != "bearer" or not key.startswith(tokens.API_KEY_PREFIX):
             raise Unauthorized("expected 'Authorization: Bearer lh_...'", code="invalid_api_key")
         key_hash = tokens.digest(key.strip())
-        now = time.monotonic()
+        now = self.clock()
         cached = self._keys.get(key_hash)
         if cached and cached[0] > now:
             return Principal(cached[2], api_key=cached[1])
@@ -101,7 +103,7 @@ class Authenticator:
         return Principal(user, api_key=api_key)
 
     async def _session(self, id_hash: bytes) -> SessionRow | None:
-        now = time.monotonic()
+        now = self.clock()
         cached = self._sessions.get(id_hash)
         if cached and cached[0] > now:
             return cached[1]

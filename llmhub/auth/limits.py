@@ -84,8 +84,10 @@ def buckets_for(principal: Principal, defaults: dict[str, int]) -> list[Bucket]:
 
 
 class ModelCallLimiter:
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, clock: Callable[[], float] = time.time) -> None:
         self.storage = storage
+        # Token quotas count in fixed windows of this clock (tests move it across a window).
+        self.clock = clock
         from limits.aio.strategies import MovingWindowRateLimiter
 
         self._moving = MovingWindowRateLimiter(storage)
@@ -93,13 +95,14 @@ class ModelCallLimiter:
     @_storage_down_is_503
     async def admit(self, buckets: list[Bucket]) -> None:
         """Before a model call: raise `RateLimited` if any bucket is over a limit."""
+        now = int(self.clock())
         for bucket in buckets:
             for name, window in _WINDOWS.items():
                 limit = bucket.limits.get(name, 0)
-                if limit and await self.storage.get(_token_key(bucket, name)) >= limit:
+                if limit and await self.storage.get(_token_key(bucket, name, now)) >= limit:
                     raise RateLimited(
                         f"{name.replace('_', ' ')} quota of {limit} reached",
-                        retry_after=_seconds_left(window),
+                        retry_after=_seconds_left(window, now),
                         code=f"quota_{name}",
                     )
         for bucket in buckets:
@@ -119,11 +122,12 @@ class ModelCallLimiter:
     async def record_tokens(self, buckets: list[Bucket], tokens: int) -> None:
         if tokens <= 0:
             return
+        now = int(self.clock())
         for bucket in buckets:
             for name, window in _WINDOWS.items():
                 if bucket.limits.get(name, 0):
                     await self.storage.incr(
-                        _token_key(bucket, name), _seconds_left(window), amount=tokens
+                        _token_key(bucket, name, now), _seconds_left(window, now), amount=tokens
                     )
 
 
@@ -134,16 +138,16 @@ def _per_minute(amount: int) -> Any:
     return RateLimitItemPerMinute(amount)
 
 
-def _window_start(window: int) -> int:
-    return int(time.time()) // window * window
+def _window_start(window: int, now: int) -> int:
+    return now // window * window
 
 
-def _seconds_left(window: int) -> int:
-    return max(1, window - (int(time.time()) - _window_start(window)))
+def _seconds_left(window: int, now: int) -> int:
+    return max(1, window - (now - _window_start(window, now)))
 
 
-def _token_key(bucket: Bucket, name: str) -> str:
-    return f"tokens:{bucket.name}:{name}:{_window_start(_WINDOWS[name])}"
+def _token_key(bucket: Bucket, name: str, now: int) -> str:
+    return f"tokens:{bucket.name}:{name}:{_window_start(_WINDOWS[name], now)}"
 
 
 class LoginThrottle:

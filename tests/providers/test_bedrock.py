@@ -8,7 +8,6 @@ import contextlib
 import json
 import math
 import socket
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -505,16 +504,17 @@ async def test_upstream_500_is_retried_then_raised_as_upstream_error(
     assert len(fake.calls("ConverseStream")) == 2
 
 
-async def test_connection_refused_is_provider_unavailable_quickly(
+async def test_connection_refused_is_provider_unavailable_at_once(
     make_provider: MakeProvider,
 ) -> None:
-    provider = make_provider(endpoint_url=f"http://127.0.0.1:{free_port()}", max_attempts=1)
-    started = time.monotonic()
+    # A connect timeout no test could wait out: a refusal is reported as one, never waited on.
+    provider = make_provider(
+        endpoint_url=f"http://127.0.0.1:{free_port()}", max_attempts=1, connect_timeout=3600
+    )
     with pytest.raises(ProviderUnavailable):
         await collect(provider, chat())
     with pytest.raises(ProviderUnavailable):
         await provider.list_models()
-    assert time.monotonic() - started < 3
     health = await provider.health()
     assert not health.ok and health.detail
 
@@ -619,11 +619,10 @@ async def test_connection_drop_mid_stream_ends_with_error_after_partial_text(
 async def test_read_timeout_before_the_response_is_upstream_error(
     fake: FakeBedrock, make_provider: MakeProvider
 ) -> None:
-    fake.response_delay = 10
-    started = time.monotonic()
+    fake.response_delay = 3600  # no answer within any test's lifetime
     with pytest.raises(UpstreamError, match="timed out") as info:
         await collect(make_provider(read_timeout=0.3), chat(stream=False))
-    assert time.monotonic() - started < 3
+    assert len(fake.calls("Converse")) == 1  # one attempt (max_attempts=1), not a retry loop
     assert info.value.code == "upstream_timeout"  # as the Ollama provider reports it
 
 
