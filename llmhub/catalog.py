@@ -68,7 +68,10 @@ class Catalog:
     def _prefixes(self) -> tuple[str, ...]:
         return tuple(f"{name}/" for name in self.registry.providers)
 
-    async def visible(self, *, include_disabled: bool = False) -> list[dict[str, Any]]:
+    async def visible(
+        self, *, include_disabled: bool = False, locations: bool = False
+    ) -> list[dict[str, Any]]:
+        """`locations`: which servers hold each model (internal addresses: admins only)."""
         choices = await self.choices()
         health = self.registry.health()
         in_memory = self.loaded.models if self.loaded is not None else {}
@@ -97,6 +100,7 @@ class Catalog:
                         last_seen_at=seen,
                     ),
                     **memory(model.provider, in_memory.get(model.id)),
+                    **({"locations": list(model.locations)} if locations else {}),
                 }
             )
         return listed

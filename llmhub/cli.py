@@ -98,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("name")
     delete = models_do.add_parser("delete", help="delete an Ollama model", parents=[config])
     delete.add_argument("name")
+    for command in (pull, delete):
+        command.add_argument(
+            "--server", help="with several Ollama servers: this one only (default: every one)"
+        )
     return parser
 
 
@@ -432,19 +436,27 @@ async def _run_models(settings: Settings, args: argparse.Namespace) -> int:
                     print(f"llmhub: {name} is unavailable: {health.detail}", file=sys.stderr)
             for model in sorted(registry.models(), key=lambda m: (m.provider, m.id)):
                 size = f"{model.size_bytes / 1e9:6.1f} GB" if model.size_bytes else " " * 9
-                print(f"{model.provider:8} {size}  {model.id}")
+                where = f"  on {', '.join(model.locations)}" if model.locations else ""
+                print(f"{model.provider:8} {size}  {model.id}{where}")
             return 0
         ollama = registry.providers.get("ollama")
         if ollama is None:
             print("llmhub: no Ollama is configured in this mode", file=sys.stderr)
             return EXIT_FAILURE
+        on: dict[str, str] = {}
+        if args.server:
+            if not hasattr(ollama, "servers"):
+                print("llmhub: --server picks one of several Ollama servers", file=sys.stderr)
+                return EXIT_FAILURE
+            on["server"] = args.server
         if args.action == "delete":
-            await ollama.delete_model(args.name)
+            await ollama.delete_model(args.name, **on)
             print(f"deleted {args.name}")
             return 0
         progress = _PullProgress(sys.stderr)
-        async for step in ollama.pull_model(args.name):
-            progress.show(step.status, step.completed, step.total)
+        async for step in ollama.pull_model(args.name, **on):
+            status = f"{step.server}: {step.status}" if step.server else step.status
+            progress.show(status, step.completed, step.total)
         progress.finish()
         print(f"pulled {args.name}")
         return 0

@@ -56,9 +56,17 @@ class _Section(BaseModel):
 
 class OllamaSettings(_Section):
     url: HttpUrl | None = None
+    urls: list[HttpUrl] = []  # several servers, balanced (providers/ollama_pool.py)
+    dns_discovery: bool = False  # one server per address the URLs' host names resolve to
     connect_timeout: float = Field(5.0, gt=0)
     read_timeout: float = Field(300.0, gt=0)
     keep_alive: str | None = None
+
+    @model_validator(mode="after")
+    def _one_way(self) -> OllamaSettings:
+        if self.url is not None and self.urls:
+            raise ValueError("set url or urls, not both")
+        return self
 
 
 class BedrockSettings(_Section):
@@ -269,7 +277,16 @@ class Settings(BaseSettings):
     def ollama_url(self) -> str | None:
         if self.ollama.url is not None:
             return self.ollama.url
+        if self.ollama.urls:
+            return self.ollama.urls[0]
         return None if self.mode == "aws" else DEFAULT_OLLAMA_URL
+
+    @property
+    def ollama_urls(self) -> list[str]:
+        """Every configured Ollama server (none in aws mode unless configured)."""
+        if self.ollama.urls:
+            return list(self.ollama.urls)
+        return [self.ollama_url] if self.ollama_url is not None else []
 
     @property
     def secure_cookies(self) -> bool:

@@ -101,6 +101,8 @@ class ModelInfo:
     parameter_size: str | None = None  # as the provider writes it: "7.6B"
     quantization: str | None = None  # "Q4_K_M"
     lifecycle: str | None = None  # Bedrock's ACTIVE or LEGACY (deprecated, still callable)
+    # Which of several servers hold it (providers/ollama_pool.py); empty for a single one.
+    locations: tuple[str, ...] = ()
 
 
 @dataclass(slots=True, frozen=True)
@@ -129,6 +131,7 @@ class PullProgress:
     digest: str | None = None
     total: int | None = None
     completed: int | None = None
+    server: str | None = None  # which server, when a pull goes to several
 
 
 class Provider(ABC):

@@ -15,12 +15,14 @@ import asyncio
 import base64
 import contextlib
 import json
+import socket
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from .base import (
@@ -83,7 +85,10 @@ class OllamaProvider(Provider):
         connect_timeout: float = 5.0,
         read_timeout: float = 300.0,
         keep_alive: str | None = None,
+        address: str | None = None,
     ) -> None:
+        """`address`: connect to this IP address whatever the URL's host name resolves to (one
+        of several servers behind one DNS name); the URL's name still goes in `Host` and TLS."""
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"Ollama base URL must be http(s)://…, got {base_url!r}")
         self._base_url = base_url.rstrip("/")
@@ -98,6 +103,7 @@ class OllamaProvider(Provider):
             sock_read=read_timeout,
         )
         self._keep_alive = keep_alive
+        self._address = address
         self._session: aiohttp.ClientSession | None = None
 
     # -- plumbing -------------------------------------------------------------------------
@@ -106,7 +112,8 @@ class OllamaProvider(Provider):
         if self._session is None or self._session.closed:
             # No connection cap: Ollama queues requests itself (OLLAMA_MAX_QUEUE) and answers
             # 503 when full, which is clearer than waiting silently for a pool slot here.
-            connector = aiohttp.TCPConnector(limit=0)
+            resolver = _PinnedResolver(self._address) if self._address else None
+            connector = aiohttp.TCPConnector(limit=0, resolver=resolver)
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
         return self._session
 
@@ -309,6 +316,31 @@ class OllamaProvider(Provider):
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+
+
+class _PinnedResolver(AbstractResolver):
+    """Resolves every name to one address: the server of several that this provider talks to."""
+
+    def __init__(self, address: str) -> None:
+        self._address = address
+        self._family = socket.AF_INET6 if ":" in address else socket.AF_INET
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        return [
+            ResolveResult(
+                hostname=host,
+                host=self._address,
+                port=port,
+                family=self._family,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+        ]
+
+    async def close(self) -> None:
+        return None
 
 
 class _JSONLines:

@@ -193,10 +193,20 @@ class Registry:
 def build_registry(settings: Settings) -> Registry:
     """local → Ollama; hybrid → Ollama and Bedrock; aws → Bedrock, plus Ollama when configured."""
     providers: dict[str, Provider] = {}
-    if settings.ollama_url is not None:
+    o = settings.ollama
+    if len(settings.ollama_urls) > 1 or (settings.ollama_urls and o.dns_discovery):
+        from .ollama_pool import OllamaPool
+
+        providers["ollama"] = OllamaPool(
+            settings.ollama_urls,
+            dns_discovery=o.dns_discovery,
+            connect_timeout=o.connect_timeout,
+            read_timeout=o.read_timeout,
+            keep_alive=o.keep_alive,
+        )
+    elif settings.ollama_url is not None:
         from .ollama import OllamaProvider
 
-        o = settings.ollama
         providers["ollama"] = OllamaProvider(
             settings.ollama_url,
             connect_timeout=o.connect_timeout,

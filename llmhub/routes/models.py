@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from providers.errors import LLMHubError, Unsupported
+from providers.ollama_pool import OllamaPool
 
 from ..catalog import detail, memory
 from ..errors import NotFound, error_body
@@ -27,6 +28,8 @@ class UpdateModelBody(Body):
 class PullBody(Body):
     name: str = Field(min_length=1, max_length=300)
     provider: str = "ollama"
+    # With several Ollama servers: pull onto this one only (its URL); default every server.
+    server: str | None = Field(None, min_length=1, max_length=300)
 
 
 async def visible_models(request: Request) -> list[dict[str, Any]]:
@@ -58,7 +61,7 @@ async def list_models(request: Request) -> Response:
 @endpoint("admin")
 async def admin_list_models(request: Request) -> Response:
     """Live models (including disabled ones), plus those seen before but not offered now."""
-    live = await request.app.state.catalog.visible(include_disabled=True)
+    live = await request.app.state.catalog.visible(include_disabled=True, locations=True)
     live_ids = {m["id"] for m in live}
     gone = [
         {
@@ -79,6 +82,7 @@ async def admin_list_models(request: Request) -> Response:
                 last_seen_at=row["last_seen_at"],
             ),
             **memory(row["provider"], None),
+            "locations": [],
             "available": False,
         }
         for row in await repo.all_models(request.app.state.pool)
@@ -103,22 +107,28 @@ async def admin_update_model(request: Request) -> Response:
     )
 
 
-def _pull_provider(request: Request, name: str) -> Any:
+def _pull_provider(request: Request, name: str, server: str | None = None) -> Any:
     provider = request.app.state.registry.providers.get(name)
     if provider is None or not provider.supports_pull:
         raise Unsupported(f"provider '{name}' cannot pull or delete models")
+    if server is not None and not isinstance(provider, OllamaPool):
+        raise Unsupported("'server' picks one of several Ollama servers; one is configured")
     return provider
+
+
+def _on(server: str | None) -> dict[str, str]:
+    return {"server": server} if server is not None else {}
 
 
 @endpoint("admin")
 async def admin_pull_model(request: Request) -> Response:
     """Streams Ollama's pull progress as SSE: `progress` events, then `done` or `error`."""
     body = await read_body(request, PullBody)
-    provider = _pull_provider(request, body.provider)
+    provider = _pull_provider(request, body.provider, body.server)
     registry = request.app.state.registry
 
     async def events() -> AsyncIterator[bytes]:
-        pulls = provider.pull_model(body.name)
+        pulls = provider.pull_model(body.name, **_on(body.server))
         try:
             async for step in pulls:
                 percent = (
@@ -132,6 +142,7 @@ async def admin_pull_model(request: Request) -> Response:
                     "total": step.total,
                     "completed": step.completed,
                     "percent": percent,
+                    "server": step.server,  # with several Ollama servers
                 }
                 yield _event("progress", payload)
             await registry.refresh_provider(body.provider)
@@ -158,8 +169,9 @@ async def admin_delete_model(request: Request) -> Response:
     model_id = _model_id(request)
     registry = request.app.state.registry
     provider, native_id = registry.resolve(model_id)
-    _pull_provider(request, provider.name)
-    await provider.delete_model(native_id)
+    server = request.query_params.get("server") or None  # one of several Ollama servers
+    _pull_provider(request, provider.name, server)
+    await provider.delete_model(native_id, **_on(server))
     await registry.refresh_provider(provider.name)
     await request.app.state.invalidation.models(provider.name)
     return JSONResponse({"ok": True})
@@ -184,6 +196,17 @@ async def admin_providers(request: Request) -> Response:
             ]
         except LLMHubError as exc:
             providers["ollama"]["loaded_error"] = exc.message
+    if isinstance(ollama, OllamaPool):
+        providers["ollama"]["servers"] = [
+            {
+                "name": server.name,
+                "ok": server.up,
+                "detail": server.detail,
+                "in_flight": server.in_flight,
+                "models": sorted(server.models),
+            }
+            for server in ollama.servers
+        ]
     return JSONResponse({"providers": providers})
 
 

@@ -150,6 +150,7 @@ class FakeOllama:
         *,
         pullable: Iterable[FakeModel] = (),
         port: int = 0,
+        host: str = "127.0.0.1",  # another loopback address: one of several behind a name
     ) -> None:
         default = [FakeModel("llama3.2:1b")]
         self.models: dict[str, FakeModel] = {m.name: m for m in (models or default)}
@@ -158,6 +159,7 @@ class FakeOllama:
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._port = port  # 0: any free one; a fixed one lets a test "restart" Ollama
+        self.host = host
         self.reset()
 
     def reset(self) -> None:
@@ -188,7 +190,7 @@ class FakeOllama:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._port}"
+        return f"http://{self.host}:{self._port}"
 
     async def __aenter__(self) -> Self:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -205,7 +207,7 @@ class FakeOllama:
             app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0
         )
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self._port).start()
+        await web.TCPSite(self._runner, self.host, self._port).start()
         self._port = self._runner.addresses[0][1]
         return self
 
