@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -106,15 +107,45 @@ async def redis_url(redis_server: str) -> str:
     return redis_server
 
 
+@contextlib.contextmanager
+def _data_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="llmhub-test-data-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture
 def data_dir() -> Iterator[Path]:
     """A data dir outside pytest's tmp tree: pytest keeps that tree at mode 0700 (and resets
     it when another worker starts), which the embedded PostgreSQL's own user, used when we run
     as root, could not traverse."""
-    path = Path(tempfile.mkdtemp(prefix="llmhub-test-data-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    with _data_dir() as path:
+        yield path
+
+
+@pytest.fixture(scope="module")
+def module_data_dir() -> Iterator[Path]:
+    """`data_dir` for a module-scoped hub."""
+    with _data_dir() as path:
+        yield path
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Fake static AWS credentials (botocore signs with them; the fakes accept any), and
+    nothing of the developer's AWS setup: no profile, config file, instance metadata or retry
+    settings."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDFAKEFAKEFAKE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "fake-secret")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "fake-token")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    for key in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"):
+        monkeypatch.delenv(key, raising=False)
 
 
 @pytest.fixture(autouse=True)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,11 +43,34 @@ class Response:
     body: Any
     text: str
 
+    @classmethod
+    def parse(cls, status: int, raw: bytes, headers: Mapping[str, str] | None = None) -> Response:
+        """A response read some other way (raw aiohttp, a stream): JSON body decoded if any."""
+        text = raw.decode(errors="replace")
+        try:
+            body = json.loads(text)
+        except ValueError:
+            body = None
+        return cls(status, dict(headers or {}), body, text)
+
     @property
     def error_code(self) -> str | None:
         if isinstance(self.body, dict) and isinstance(self.body.get("error"), dict):
             return self.body["error"].get("code")
         return None
+
+
+def assert_error(response: Response, status: int, code: str | None = None) -> dict[str, Any]:
+    """`response` is one of our errors: `status`, and a JSON body {"error": {"message", "type",
+    "code"}} with a message and a type (and `code`, when given). Returns the error object."""
+    assert response.status == status, response.text
+    assert isinstance(response.body, dict), response.text
+    error = response.body.get("error")
+    assert isinstance(error, dict) and set(error) == {"message", "type", "code"}, response.text
+    assert error["message"] and error["type"], error
+    if code is not None:
+        assert error["code"] == code, error
+    return error
 
 
 @dataclass

@@ -13,7 +13,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 import asyncpg
 
 from llmhub.migrations import migrate
+from tests.net import free_port
 
 
 def _bin(name: str) -> str:
@@ -36,12 +36,6 @@ def _bin(name: str) -> str:
 def _as_postgres() -> list[str]:
     """initdb and postgres refuse to run as root: run them as the `postgres` user then."""
     return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

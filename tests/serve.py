@@ -1,4 +1,5 @@
-"""Run `llmhub serve` as a real subprocess and wait for it to announce its URL."""
+"""The real `python -m llmhub` in a subprocess: `serve` (waits for it to announce its URL) and
+`run_llmhub` for any other command. Every test that runs the CLI goes through these."""
 
 from __future__ import annotations
 
@@ -11,6 +12,43 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 ANNOUNCEMENT = "llmhub serving on "
+
+
+def llmhub_command(*args: str) -> list[str]:
+    """The command line of `llmhub ARGS`, run by this interpreter (the test's virtualenv)."""
+    return [sys.executable, "-m", "llmhub", *args]
+
+
+@dataclass(frozen=True)
+class Ran:
+    """A finished `llmhub` command: its exit code and what it printed."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+async def run_llmhub(
+    *args: str, env: dict[str, str] | None = None, stdin: str | None = None, timeout: float = 60
+) -> Ran:
+    """Runs `llmhub ARGS` to completion (extra environment in `env`, text on stdin)."""
+    process = await asyncio.create_subprocess_exec(
+        *llmhub_command(*args),
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+    try:
+        out, err = await asyncio.wait_for(
+            process.communicate(stdin.encode() if stdin is not None else None), timeout
+        )
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode is not None
+    return Ran(process.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
 
 
 @dataclass
@@ -44,15 +82,7 @@ async def serve(
 ) -> AsyncIterator[ServeProcess]:
     """`llmhub serve --port 0 ARGS`; yields once it is listening, SIGTERMs it on exit."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "llmhub",
-        "serve",
-        "--port",
-        "0",
-        "--log-format",
-        "json",
-        *args,
+        *llmhub_command("serve", "--port", "0", "--log-format", "json", *args),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, **(env or {})},

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -13,7 +10,7 @@ import pytest
 from llmhub.auth.identity import SESSION_CACHE_SECONDS, SESSION_COOKIE
 from llmhub.config import Settings
 from tests.hub import Hub, running_hub
-from tests.serve import serve
+from tests.serve import Ran, run_llmhub, serve
 
 PASSWORD = "correct horse battery"
 
@@ -90,106 +87,61 @@ async def test_logout_reaches_another_replica_within_a_second(
         assert (await elsewhere.get("/api/auth/me")).status == 401
 
 
-def llmhub(database_url: str, data_dir: Path, *args: str, stdin: str | None = None):
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "llmhub",
-            *args,
-            "--database-url",
-            database_url,
-            "--data-dir",
-            str(data_dir),
-        ],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 async def test_users_and_keys_commands(hub: Hub, database_url: str, data_dir: Path) -> None:
-    created = await asyncio.to_thread(
-        llmhub,
-        database_url,
-        data_dir,
-        "users",
-        "create",
-        "ops@example.com",
-        "--admin",
-        "--password-stdin",
-        stdin=PASSWORD + "\n",
+    async def llmhub(*args: str, stdin: str | None = None) -> Ran:
+        where = ("--database-url", database_url, "--data-dir", str(data_dir))
+        return await run_llmhub(*args, *where, stdin=stdin)
+
+    created = await llmhub(
+        "users", "create", "ops@example.com", "--admin", "--password-stdin", stdin=PASSWORD + "\n"
     )
     assert created.returncode == 0, created.stderr
     assert "ops@example.com (admin)" in created.stdout
 
-    key = await asyncio.to_thread(
-        llmhub,
-        database_url,
-        data_dir,
-        "keys",
-        "create",
-        "--user",
-        "ops@example.com",
-        "--name",
-        "ci",
-    )
+    key = await llmhub("keys", "create", "--user", "ops@example.com", "--name", "ci")
     assert key.returncode == 0, key.stderr
     assert key.stdout.count("\n") == 1 and key.stdout.startswith("lh_")
     keyed = hub.client(api_key=key.stdout.strip())
     me = await keyed.get("/api/auth/me")
     assert me.status == 200 and me.body["user"]["email"] == "ops@example.com"
 
-    listed = await asyncio.to_thread(llmhub, database_url, data_dir, "users", "list")
-    assert "admin    ops@example.com" in listed.stdout
+    dev = await llmhub(
+        "users", "create", "dev@example.com", "--password-stdin", stdin=PASSWORD + "\n"
+    )
+    assert dev.returncode == 0, dev.stderr
+    assert "dev@example.com (user)" in dev.stdout
+    listed = await llmhub("users", "list")
+    assert listed.returncode == 0, listed.stderr
+    rows = [line.split() for line in listed.stdout.splitlines()]
+    assert [row[1:3] for row in rows] == [["admin", "ops@example.com"], ["user", "dev@example.com"]]
 
-    await asyncio.to_thread(
-        llmhub,
-        database_url,
-        data_dir,
-        "users",
-        "create",
-        "dev@example.com",
-        "--password-stdin",
-        stdin=PASSWORD + "\n",
-    )
-    role = await asyncio.to_thread(
-        llmhub, database_url, data_dir, "users", "set-role", "dev@example.com", "admin"
-    )
+    role = await llmhub("users", "set-role", "dev@example.com", "admin")
     assert role.returncode == 0 and "dev@example.com is now admin" in role.stdout
+    promoted = await hub.client().post(
+        "/api/auth/login", {"email": "dev@example.com", "password": PASSWORD}
+    )
+    assert promoted.status == 200
+    assert promoted.body["user"]["role"] == "admin"
 
-    reset = await asyncio.to_thread(
-        llmhub,
-        database_url,
-        data_dir,
-        "users",
-        "reset-password",
-        "dev@example.com",
-        "--password-stdin",
-        stdin="another password\n",
+    reset = await llmhub(
+        "users", "reset-password", "dev@example.com", "--password-stdin", stdin="another password\n"
     )
     assert reset.returncode == 0, reset.stderr
     login = await hub.client().post(
         "/api/auth/login", {"email": "dev@example.com", "password": "another password"}
     )
     assert login.status == 200
+    old = await hub.client().post(
+        "/api/auth/login", {"email": "dev@example.com", "password": PASSWORD}
+    )
+    assert old.status == 401
 
-    duplicate = await asyncio.to_thread(
-        llmhub,
-        database_url,
-        data_dir,
-        "users",
-        "create",
-        "OPS@example.com",
-        "--password-stdin",
-        stdin=PASSWORD + "\n",
+    duplicate = await llmhub(
+        "users", "create", "OPS@example.com", "--password-stdin", stdin=PASSWORD + "\n"
     )
     assert duplicate.returncode == 1
     assert duplicate.stderr.strip() == "llmhub: an account with this email already exists"
-    unknown = await asyncio.to_thread(
-        llmhub, database_url, data_dir, "keys", "create", "--user", "ghost@example.com"
-    )
+    unknown = await llmhub("keys", "create", "--user", "ghost@example.com")
     assert unknown.returncode == 1 and "no user with email ghost@example.com" in unknown.stderr
 
 

@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
-
 from tests.fakes.ollama import FakeModel, FakeOllama
+from tests.serve import run_llmhub
 
 
 async def llmhub(url: str, *args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "llmhub",
-        "models",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "LLMHUB_OLLAMA__URL": url},
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    return process.returncode or 0, out.decode(), err.decode()
+    ran = await run_llmhub("models", *args, env={"LLMHUB_OLLAMA__URL": url})
+    return ran.returncode, ran.stdout, ran.stderr
 
 
 async def test_pull_shows_progress_then_the_model_is_listed() -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +22,7 @@ from llmhub.config import (
     load_or_create_secret_key,
     load_settings,
 )
+from tests.serve import run_llmhub
 
 
 def write(path: Path, text: str) -> Path:
@@ -135,14 +134,9 @@ def test_cli_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
     assert err.count("\n") == 1 and "port" in err and "Traceback" not in err
 
 
-def test_cli_subprocess_bad_toml_has_no_traceback(tmp_path: Path) -> None:
+async def test_cli_subprocess_bad_toml_has_no_traceback(tmp_path: Path) -> None:
     bad = write(tmp_path / "bad.toml", "mode = [\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "llmhub", "serve", "--config", str(bad)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = await run_llmhub("serve", "--config", str(bad))
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
     assert "not valid TOML" in result.stderr

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from pathlib import Path
 
 import pytest
 
 from llmhub.config import Settings, load_settings
 from tests.hub import Hub, running_hub
+from tests.serve import run_llmhub
 
 PASSWORD = "correct horse battery"
 
@@ -102,22 +101,9 @@ async def test_revoking_a_malformed_key_id_is_a_clear_error(
     hub: Hub, database_url: str, data_dir: Path
 ) -> None:
     await hub.signup("ops@example.com")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "llmhub",
-        "keys",
-        "revoke",
-        "not-a-uuid",
-        "--user",
-        "ops@example.com",
-        "--database-url",
-        database_url,
-        "--data-dir",
-        str(data_dir),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    revoked = await run_llmhub(
+        *("keys", "revoke", "not-a-uuid", "--user", "ops@example.com"),
+        *("--database-url", database_url, "--data-dir", str(data_dir)),
     )
-    _, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 1
-    assert err.decode().strip().splitlines()[-1] == "llmhub: 'not-a-uuid' is not a key id"
+    assert revoked.returncode == 1
+    assert revoked.stderr.strip().splitlines()[-1] == "llmhub: 'not-a-uuid' is not a key id"

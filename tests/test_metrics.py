@@ -4,7 +4,6 @@ log line."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +15,7 @@ from tests.chat_support import eventually, new_chat, open_stream
 from tests.fakes.bedrock import FakeBedrock
 from tests.fakes.ollama import FakeModel, FakeOllama
 from tests.hub import Client, Hub, hub_settings, started_hub
+from tests.module_fixtures import module_hub_fixtures
 
 CHAT = "llama3.2:1b"
 TOKEN = "metrics-token-" + "m" * 20
@@ -24,33 +24,12 @@ REMOTE = {"X-Forwarded-For": "203.0.113.7"}  # the test hub trusts its loopback 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
-@pytest.fixture(scope="module")
-async def module_fake() -> AsyncIterator[FakeOllama]:
-    async with FakeOllama([FakeModel(CHAT, reply="one two three four five six")]) as server:
-        yield server
-
-
-@pytest.fixture
-def fake(module_fake: FakeOllama) -> Iterator[FakeOllama]:
-    module_fake.reset()
-    yield module_fake
-    module_fake.reset()
-
-
-@pytest.fixture(scope="module")
-async def hub(
-    module_database_url: str, module_fake: FakeOllama, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Hub]:
-    settings = hub_settings(
-        module_database_url,
-        tmp_path_factory.mktemp("data"),
-        ollama={"url": module_fake.url},
-        limits={"requests_per_minute": 0},
-        metrics_token=TOKEN,
-        health_interval=0.2,
-    )
-    async with started_hub(settings) as running:
-        yield running
+module_fake, fake, hub = module_hub_fixtures(
+    lambda: [FakeModel(CHAT, reply="one two three four five six")],
+    limits={"requests_per_minute": 0},
+    metrics_token=TOKEN,
+    health_interval=0.2,
+)
 
 
 @dataclass
@@ -198,7 +177,10 @@ async def test_models_outside_the_catalog_share_one_label(
     )
 
 
-async def test_pool_process_and_provider_figures(hub: Hub, fake: FakeOllama) -> None:
+async def test_pool_process_and_provider_figures(
+    hub: Hub, people: People, fake: FakeOllama
+) -> None:
+    # `people` signed up: the pool has lent connections, whichever test of the module ran first.
     samples = await scrape(hub.client())
     settings = hub.app.state.settings
     assert value(samples, "llmhub_db_pool_max") == settings.db_pool_max
@@ -228,17 +210,6 @@ async def test_ollama_loaded_models_are_polled_in_the_background(
     assert value(samples, "llmhub_ollama_model_memory_bytes", model=CHAT, where="vram") == size
     assert value(samples, "llmhub_ollama_model_memory_bytes", model=CHAT, where="ram") > 0
     assert 0 < value(samples, "llmhub_ollama_model_gpu_ratio", model=CHAT) < 1
-
-
-@pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDFAKEFAKEFAKE")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "fake-secret")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    for key in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"):
-        monkeypatch.delenv(key, raising=False)
 
 
 async def test_bedrock_throttles_and_retries_are_counted(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import asyncpg
@@ -13,6 +11,7 @@ import pytest
 
 from llmhub.migrations import Migration, MigrationError, load_migrations, migrate, status
 from llmhub.resources import SQL_DIR
+from tests.serve import Ran, run_llmhub
 
 CORE_TABLES = {"users", "sessions", "api_keys", "chats", "messages", "models", "usage"}
 
@@ -110,35 +109,22 @@ def test_duplicate_numbers_are_refused(tmp_path: Path) -> None:
         load_migrations(tmp_path)
 
 
-def test_migrate_command_shows_progress_and_status(empty_database_url: str) -> None:
-    def llmhub(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "llmhub",
-                "migrate",
-                "--database-url",
-                empty_database_url,
-                *args,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+async def test_migrate_command_shows_progress_and_status(empty_database_url: str) -> None:
+    async def llmhub(*args: str) -> Ran:
+        return await run_llmhub("migrate", "--database-url", empty_database_url, *args)
 
-    pending = llmhub("--status")
+    pending = await llmhub("--status")
     assert pending.returncode == 0, pending.stderr
     names = [m.name for m in load_migrations()]
     assert all(f"{n}" in pending.stdout and "pending" in pending.stdout for n in names)
 
-    first = llmhub()
+    first = await llmhub()
     assert first.returncode == 0, first.stderr
     for name in names:
         assert f"applying {name} ... done" in first.stdout
     assert f"{len(names)} migration(s) applied" in first.stdout
 
-    again = llmhub()
+    again = await llmhub()
     assert again.returncode == 0 and "database is up to date" in again.stdout
-    applied = llmhub("--status")
+    applied = await llmhub("--status")
     assert "pending" not in applied.stdout and applied.stdout.count("applied") == len(names)

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from llmhub.config import Settings
 from tests.fakes.ollama import FakeModel, FakeOllama
-from tests.hub import Client, Hub, started_hub
-from tests.hub import hub_settings as shared_settings
+from tests.hub import Client, Hub
+from tests.module_fixtures import module_hub_fixtures
 
 CHAT = "llama3.2:1b"
 OTHER = "qwen2.5:0.5b"
@@ -29,37 +27,12 @@ def fake_models() -> list[FakeModel]:
     ]
 
 
-def hub_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settings:
-    return shared_settings(
-        database_url, data_dir, **{"limits": {"requests_per_minute": 0}, **overrides}
-    )
-
-
 # One hub, database and fake Ollama for the module; a test that changes the catalog puts it back.
-
-
-@pytest.fixture(scope="module")
-async def module_fake() -> AsyncIterator[FakeOllama]:
-    async with FakeOllama(fake_models(), pullable=[FakeModel(PULLABLE, size=4_000)]) as server:
-        yield server
-
-
-@pytest.fixture
-def fake(module_fake: FakeOllama) -> Iterator[FakeOllama]:
-    module_fake.reset()
-    yield module_fake
-    module_fake.reset()  # tests that do not ask for `fake` share it too
-
-
-@pytest.fixture(scope="module")
-async def hub(
-    module_database_url: str, module_fake: FakeOllama, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Hub]:
-    settings = hub_settings(
-        module_database_url, tmp_path_factory.mktemp("data"), ollama={"url": module_fake.url}
-    )
-    async with started_hub(settings) as running:
-        yield running
+module_fake, fake, hub = module_hub_fixtures(
+    fake_models,
+    pullable=[FakeModel(PULLABLE, size=4_000)],
+    limits={"requests_per_minute": 0},
+)
 
 
 @dataclass

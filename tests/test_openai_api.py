@@ -11,7 +11,7 @@ import itertools
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,8 +26,9 @@ from llmhub.config import Settings
 from llmhub.repo.usage import UsageRow
 from tests.fakes.bedrock import FakeBedrock
 from tests.fakes.ollama import FakeModel, FakeOllama
-from tests.hub import Client, Hub, started_hub
+from tests.hub import Client, Hub, Response, assert_error, started_hub
 from tests.hub import hub_settings as shared_settings
+from tests.module_fixtures import module_hub_fixtures
 
 CHAT = "llama3.2:1b"
 OTHER = "qwen2.5:0.5b"
@@ -53,37 +54,14 @@ def hub_settings(database_url: str, data_dir: Path, **overrides: Any) -> Setting
     return shared_settings(database_url, data_dir, **{"max_body_bytes": MAX_BODY, **overrides})
 
 
-# One hub, database and fake Ollama for the module (a hub per test would dominate the runtime);
-# tests that change shared state (fault knobs, limits) put it back, or use their own hub.
-
-
-@pytest.fixture(scope="module")
-async def module_fake() -> AsyncIterator[FakeOllama]:
-    async with FakeOllama(fake_models()) as server:
-        yield server
-
-
-@pytest.fixture
-def fake(module_fake: FakeOllama) -> Iterator[FakeOllama]:
-    """The module's FakeOllama, with its fault knobs and records reset for each test."""
-    module_fake.reset()
-    yield module_fake
-    module_fake.reset()  # tests that do not ask for `fake` share it too
-
-
-@pytest.fixture(scope="module")
-async def ohub(
-    module_database_url: str, module_fake: FakeOllama, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Hub]:
-    settings = hub_settings(
-        module_database_url,
-        tmp_path_factory.mktemp("data"),
-        ollama={"url": module_fake.url},
-        # Unlimited by default: the limit tests set their own, per user.
-        limits={"requests_per_minute": 0},
-    )
-    async with started_hub(settings) as hub:
-        yield hub
+# One hub, database and fake Ollama for the module; tests that change shared state (fault
+# knobs, limits) put it back, or use their own hub.
+module_fake, fake, ohub = module_hub_fixtures(
+    fake_models,
+    hub_name="ohub",
+    max_body_bytes=MAX_BODY,
+    limits={"requests_per_minute": 0},  # unlimited by default: limit tests set their own, per user
+)
 
 
 @dataclass
@@ -331,18 +309,6 @@ async def test_sdk_embeddings_float_and_base64(
 # -- 1b. Bedrock through hybrid mode --------------------------------------------------------------
 
 
-@pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDFAKEFAKEFAKE")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "fake-secret")
-    monkeypatch.setenv("AWS_SESSION_TOKEN", "fake-token")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    for key in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"):
-        monkeypatch.delenv(key, raising=False)
-
-
 async def test_sdk_through_hybrid_mode_reaches_bedrock(
     database_url: str, data_dir: Path, fake: FakeOllama, aws_env: None
 ) -> None:
@@ -538,17 +504,6 @@ async def test_unusable_image_urls_are_400_invalid_image(
 # -- 4. errors ------------------------------------------------------------------------------------
 
 
-def assert_error(status: int, raw: bytes, want_status: int, code: str | None = None) -> dict:
-    assert status == want_status, raw
-    body = json.loads(raw)
-    error = body["error"]
-    assert set(error) == {"message", "type", "code"}
-    assert error["message"] and error["type"]
-    if code is not None:
-        assert error["code"] == code, error
-    return error
-
-
 @pytest.mark.parametrize(
     ("raw", "status", "code"),
     [
@@ -582,14 +537,14 @@ async def test_bad_chat_requests_get_openai_style_errors(
         ohub, "/v1/chat/completions", None, alice.key, raw=raw
     )
     assert headers["Content-Type"].startswith("application/json")
-    assert_error(got_status, body, status, code)
+    assert_error(Response.parse(got_status, body), status, code)
     assert len(fake.calls("/api/chat")) == calls
 
 
 async def test_unknown_field_error_names_the_field(ohub: Hub, alice: Account) -> None:
     body = {"model": CHAT, "messages": user_says(), "temprature": 0.5}
     status, _, raw = await post_raw(ohub, "/v1/chat/completions", body, alice.key)
-    error = assert_error(status, raw, 400, "validation_error")
+    error = assert_error(Response.parse(status, raw), 400, "validation_error")
     assert "temprature" in error["message"]
 
 
@@ -618,7 +573,7 @@ async def test_no_credentials_is_401(ohub: Hub, path: str) -> None:
             "GET" if path == "/v1/models" else "POST", ohub.url + path, json={}
         ) as response,
     ):
-        assert_error(response.status, await response.read(), 401)
+        assert_error(Response.parse(response.status, await response.read()), 401)
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -629,7 +584,7 @@ async def test_upstream_failure_before_output_is_a_502_json_error(
     body = {"model": CHAT, "messages": user_says(), "stream": stream}
     status, headers, raw = await post_raw(ohub, "/v1/chat/completions", body, alice.key)
     assert headers["Content-Type"].startswith("application/json")
-    error = assert_error(status, raw, 502, "upstream_error")
+    error = assert_error(Response.parse(status, raw), 502, "upstream_error")
     assert "llama runner process has terminated" in error["message"]
 
     fake.fail_next(status=500)
@@ -664,7 +619,7 @@ async def test_upstream_drop_mid_stream_ends_the_stream_with_an_error(
 async def test_oversized_body_is_413(ohub: Hub, alice: Account, fake: FakeOllama) -> None:
     big = {"model": CHAT, "messages": user_says("x" * MAX_BODY)}
     status, _, raw = await post_raw(ohub, "/v1/chat/completions", big, alice.key)
-    assert_error(status, raw, 413, "payload_too_large")
+    assert_error(Response.parse(status, raw), 413, "payload_too_large")
 
     async def chunked() -> AsyncIterator[bytes]:  # no Content-Length: counted as it arrives
         encoded = json.dumps(big).encode()
@@ -679,7 +634,9 @@ async def test_oversized_body_is_413(ohub: Hub, alice: Account, fake: FakeOllama
             headers={"Authorization": f"Bearer {alice.key}"},
         ) as response,
     ):
-        assert_error(response.status, await response.read(), 413, "payload_too_large")
+        assert_error(
+            Response.parse(response.status, await response.read()), 413, "payload_too_large"
+        )
     assert fake.calls("/api/chat") == []
 
 

@@ -5,8 +5,6 @@ what is about to change)."""
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -17,7 +15,7 @@ from tests.fakes.ollama import FakeModel, FakeOllama
 from tests.pg import throwaway_database
 from tests.redis_server import private_redis
 from tests.replicas import Spread, replicas, spread
-from tests.serve import ServeProcess
+from tests.serve import ServeProcess, run_llmhub
 
 CHAT = "llama3.2:1b"
 PULLABLE = "phi3:mini"
@@ -183,16 +181,12 @@ async def test_a_role_changed_from_the_command_line_holds_at_once(
             await asyncio.sleep(0.05)
 
     warm = asyncio.create_task(keep_cached())
-    cli = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "llmhub", "users", "set-role", email, "pending"),
-        *("--database-url", cluster.database_url),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **cluster.env},
-    )
     try:
-        _, err = await cli.communicate()
-        assert cli.returncode == 0, err.decode()
+        cli = await run_llmhub(
+            *("users", "set-role", email, "pending", "--database-url", cluster.database_url),
+            env=cluster.env,
+        )
+        assert cli.returncode == 0, cli.stderr
         assert (await user.at(1).get("/api/auth/me")).status == 401
         assert (await user.at(0).get("/api/auth/me")).status == 401
     finally:

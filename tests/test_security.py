@@ -15,17 +15,10 @@ import structlog
 
 from llmhub import observability
 from llmhub.config import Settings
-from tests.hub import Client, Hub, Response, running_hub
+from tests.hub import Client, Hub, assert_error, running_hub
 
 PASSWORD = "correct horse battery"
 JSON = {"Content-Type": "application/json"}
-
-
-def assert_error(response: Response, status: int, code: str | None = None) -> None:
-    assert response.status == status, response.text
-    assert set(response.body["error"]) == {"message", "type", "code"}
-    if code is not None:
-        assert response.error_code == code, response.text
 
 
 async def user_id(client: Client) -> str:

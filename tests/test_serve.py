@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -19,7 +17,7 @@ import asyncpg
 
 from llmhub.db import EmbeddedPostgres, describe_url
 from tests.fakes.ollama import FakeModel, FakeOllama
-from tests.serve import ServeProcess, serve
+from tests.serve import ServeProcess, run_llmhub, serve
 
 # An Ollama that is certainly not there: readiness must not depend on it.
 NO_OLLAMA = {"LLMHUB_OLLAMA__URL": "http://127.0.0.1:9"}
@@ -102,24 +100,12 @@ async def test_ready_follows_the_database_down_and_back(data_dir: Path) -> None:
 
 async def test_unreachable_database_exits_with_a_clear_message(data_dir: Path) -> None:
     dead = "postgresql://llmhub:hunter2-password@127.0.0.1:9/llmhub"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "llmhub",
-        "serve",
-        "--port",
-        "0",
-        "--database-url",
-        dead,
-        "--data-dir",
-        str(data_dir),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "LLMHUB_DB_CONNECT_TIMEOUT": "1", **NO_OLLAMA},
+    ran = await run_llmhub(
+        *("serve", "--port", "0", "--database-url", dead, "--data-dir", str(data_dir)),
+        env={"LLMHUB_DB_CONNECT_TIMEOUT": "1", **NO_OLLAMA},
     )
-    _, err = await asyncio.wait_for(proc.communicate(), 60)
-    text = err.decode()
-    assert proc.returncode == 1, text
+    text = ran.stderr
+    assert ran.returncode == 1, text
     last = text.strip().splitlines()[-1]
     assert last.startswith("llmhub: cannot connect to PostgreSQL at 127.0.0.1:9/llmhub")
     assert "gave up after 1s" in last
@@ -280,23 +266,12 @@ async def test_sslmode_in_the_database_url_is_honoured(database_url: str, data_d
         await wait_for_ready_status(server.url, 200)
         assert await server.stop() == 0
     # This test server has no TLS: demanding it must fail, clearly, instead of going plain.
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "llmhub",
-        "serve",
-        "--port",
-        "0",
-        "--database-url",
-        database_url + "?sslmode=require",
-        "--data-dir",
-        str(data_dir),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "LLMHUB_DB_CONNECT_TIMEOUT": "1", **NO_OLLAMA},
+    ran = await run_llmhub(
+        *("serve", "--port", "0", "--database-url", database_url + "?sslmode=require"),
+        *("--data-dir", str(data_dir)),
+        env={"LLMHUB_DB_CONNECT_TIMEOUT": "1", **NO_OLLAMA},
     )
-    _, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 1
-    last = err.decode().strip().splitlines()[-1]
+    assert ran.returncode == 1
+    last = ran.stderr.strip().splitlines()[-1]
     assert last.startswith(f"llmhub: cannot connect to PostgreSQL at {describe_url(database_url)}")
     assert "SSL" in last or "ssl" in last

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -23,14 +21,6 @@ LOGOUT_URL = (
     "https://llmhub-example.auth.us-east-1.amazoncognito.com/logout"
     f"?client_id={CLIENT_ID}&logout_uri=https%3A%2F%2Fllmhub.example.com%2F"
 )
-
-
-@pytest.fixture(scope="module")
-def module_data_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="llmhub-test-alb-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -17,14 +15,6 @@ from tests.sso_support import get_redirect, me, register, sso_sign_in
 
 ADMIN_GROUP = "llmhub-admins"
 STAFF_GROUP = "staff"
-
-
-@pytest.fixture(scope="module")
-def module_data_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="llmhub-test-sso-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

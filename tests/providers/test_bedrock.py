@@ -7,9 +7,7 @@ import base64
 import contextlib
 import json
 import math
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import aioboto3
@@ -43,6 +41,7 @@ from providers.errors import (
 )
 from tests.fakes.bedrock import FakeBedrock, Reply, foundation_model
 from tests.fakes.eventstream import event_frame, exception_frame
+from tests.net import free_port
 
 PROFILE = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
 HAIKU3 = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -55,16 +54,7 @@ COHERE_EMBED = "cohere.embed-english-v3"
 MakeProvider = Callable[..., BedrockProvider]
 
 
-@pytest.fixture(autouse=True)
-def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDFAKEFAKEFAKE")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "fake-secret")
-    monkeypatch.setenv("AWS_SESSION_TOKEN", "fake-token")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    for key in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"):
-        monkeypatch.delenv(key, raising=False)
+pytestmark = pytest.mark.usefixtures("aws_env")  # every test signs as botocore would
 
 
 @pytest.fixture
@@ -127,12 +117,6 @@ def end_of(events: list[ChatEvent]) -> ChatEnd:
     ends = [e for e in events if isinstance(e, ChatEnd)]
     assert len(ends) == 1 and events[-1] is ends[0], "exactly one ChatEnd, last"
     return ends[0]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # -- the fake's wire format ---------------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import socket
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -32,6 +31,7 @@ from providers.errors import (
 )
 from providers.ollama import OllamaProvider
 from tests.fakes.ollama import STREAM_ERROR, VERSION, FakeModel, FakeOllama, split
+from tests.net import free_port
 
 CHAT = "llama3.2:1b"
 THINKER = "qwen3:0.6b"
@@ -91,12 +91,6 @@ def _end(events: Sequence[ChatEvent]) -> ChatEnd:
     assert isinstance(events[-1], ChatEnd)
     assert sum(isinstance(e, ChatEnd) for e in events) == 1
     return events[-1]
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # -- chat: content, usage, options ------------------------------------------------------------
@@ -302,7 +296,7 @@ async def test_upstream_400_raises_invalid_request(
 
 async def test_connection_refused_is_unavailable_at_once() -> None:
     # A connect timeout no test could wait out: a refusal is reported as one, never waited on.
-    provider = OllamaProvider(f"http://127.0.0.1:{_closed_port()}", connect_timeout=3600)
+    provider = OllamaProvider(f"http://127.0.0.1:{free_port()}", connect_timeout=3600)
     try:
         with pytest.raises(ProviderUnavailable, match="unreachable") as info:
             await _collect(provider.chat(_ask()))
@@ -316,7 +310,7 @@ async def test_connection_refused_is_unavailable_at_once() -> None:
 
 
 async def test_credentials_in_the_base_url_stay_out_of_errors() -> None:
-    provider = OllamaProvider(f"http://admin:s3cret@127.0.0.1:{_closed_port()}")
+    provider = OllamaProvider(f"http://admin:s3cret@127.0.0.1:{free_port()}")
     try:
         with pytest.raises(ProviderUnavailable) as info:
             await _collect(provider.chat(_ask()))
@@ -519,7 +513,7 @@ async def test_health_asks_only_for_the_version(fake: FakeOllama, provider: Olla
 
 
 async def test_health_down() -> None:
-    provider = OllamaProvider(f"http://127.0.0.1:{_closed_port()}")
+    provider = OllamaProvider(f"http://127.0.0.1:{free_port()}")
     try:
         health = await provider.health()
     finally:
