@@ -82,6 +82,12 @@ def create_app(settings: Settings) -> Starlette:
                 shutdown_timeout=settings.shutdown_timeout,
                 lease_seconds=settings.generation_lease,
             )
+            from .relay import Relay
+
+            relay = Relay(app.state, bus, generations)
+            await relay.start()
+            stack.push_async_callback(relay.aclose)  # after the generations have finished
+            app.state.relay = relay
             await generations.start()
             stack.push_async_callback(generations.shutdown)
             app.state.generations = generations

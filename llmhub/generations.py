@@ -12,8 +12,7 @@ outcome in memory, retrying until the database takes it, then sends `end`.
 
 Ownership across replicas is a lease (`llmhub.ownership`): a `streaming` row whose owner's
 lease ran out was left by a process that is gone; the sweep marks it `interrupted`.
-Reattaching to and stopping a generation only work on the replica running it (sticky sessions
-with several replicas).
+Other replicas follow and stop a generation through `llmhub.relay`, over the bus.
 """
 
 from __future__ import annotations

@@ -195,6 +195,7 @@ async def delete_chat(request: Request) -> Response:
     manager = request.app.state.generations
     for generation in manager.running_in_chat(chat_id):
         await manager.stop(generation)
+    await request.app.state.relay.stop_in_chat(chat_id, user_id)  # those other replicas run
     if not await repo.delete_chat(request.app.state.pool, user_id, chat_id):
         raise NotFound("chat not found", code="chat_not_found")
     return Response(status_code=204)
