@@ -286,6 +286,10 @@ class GenerationManager:
     def running_in_chat(self, chat_id: UUID) -> list[Generation]:
         return [g for g in self._running.values() if g.chat_id == chat_id]
 
+    async def wait_background(self, name: str) -> None:
+        """Wait for the background tasks called `name` (e.g. "chat-title") started so far."""
+        await asyncio.gather(*[t for t in self._background if t.get_name() == name])
+
     def _prune(self) -> None:
         horizon = time.monotonic() - RETAIN_FINISHED
         for gid in [gid for gid, g in self._finished.items() if g.finished_at < horizon]:

@@ -142,9 +142,10 @@ def text_of(events: list[Event]) -> str:
 
 
 async def eventually(
-    check: Callable[[], Awaitable[T | None]], timeout: float = 5.0, what: str = "condition"
+    check: Callable[[], Awaitable[T | None]], timeout: float = 30.0, what: str = "condition"
 ) -> T:
-    """Poll `check` until it returns something truthy (for state reached in the background)."""
+    """Poll `check` until it returns something truthy (for state reached in the background).
+    `timeout` only bounds how long a failing test takes: generous, as a loaded machine needs."""
     deadline = time.monotonic() + timeout
     while True:
         result = await check()

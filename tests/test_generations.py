@@ -24,7 +24,7 @@ from tests.chat_support import (
     text_of,
 )
 from tests.fakes.ollama import FakeOllama
-from tests.hub import Hub, running_hub
+from tests.hub import Client, Hub, running_hub
 
 __all__ = ["chat_hub", "fake"]
 
@@ -145,13 +145,16 @@ async def test_reattach_replays_exactly_the_missed_events(chat_hub: Hub, fake: F
 
 
 async def test_reattach_to_an_evicted_generation_gets_a_snapshot(
-    chat_hub: Hub, fake: FakeOllama
+    chat_hub: Hub, fake: FakeOllama, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from llmhub import generations
+
     alice = await chat_hub.signup("alice@example.com")
     chat = await new_chat(alice)
     events = await send(alice, chat["id"], "hi")
     generation = events[0].data["generation_id"]
-    chat_hub.app.state.generations._finished.clear()  # as if RETAIN_FINISHED had passed
+    monkeypatch.setattr(generations, "RETAIN_FINISHED", 0.0)  # as if its retention had passed
+    await _evicted(chat_hub, alice, generation)
     stream = await open_stream(alice, "GET", f"/api/generations/{generation}/stream")
     snapshot = await stream.all()
     stream.close()
@@ -464,8 +467,7 @@ async def test_title_failure_or_off_keeps_the_default(chat_hub: Hub, fake: FakeO
     calls = len(fake.calls("/api/chat"))
     await send(alice, quiet["id"], "hi")
     # Title tasks are spawned with the end event, before we read it: let them finish.
-    background = chat_hub.app.state.generations._background
-    await asyncio.gather(*[t for t in background if t.get_name() == "chat-title"])
+    await chat_hub.app.state.generations.wait_background("chat-title")
     assert len(fake.calls("/api/chat")) == calls + 1  # the answer only
     assert (await _chat_of(alice, quiet["id"]))["title"] == "New chat"
 
@@ -539,10 +541,16 @@ async def test_finished_generations_are_pruned_without_new_launches(
     monkeypatch.setattr(generations, "RETAIN_FINISHED", 0.0)
     alice = await chat_hub.signup("alice@example.com")
     chat = await new_chat(alice)
-    await send(alice, chat["id"], "hi")
-    manager = chat_hub.app.state.generations
+    events = await send(alice, chat["id"], "hi")
+    await _evicted(chat_hub, alice, events[0].data["generation_id"])
 
-    async def pruned() -> bool:
-        return not manager._finished
 
-    await eventually(pruned, what="the finished generation to be pruned")
+async def _evicted(hub: Hub, client: Client, generation_id: str) -> None:
+    """Waits until the hub no longer holds the finished generation in memory."""
+    user_id = uuid.UUID((await client.get("/api/auth/me")).body["user"]["id"])
+    manager = hub.app.state.generations
+
+    async def gone() -> bool:
+        return manager.get(uuid.UUID(generation_id), user_id) is None
+
+    await eventually(gone, what="the finished generation to be pruned")

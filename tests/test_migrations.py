@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import uuid
 from pathlib import Path
 
 import asyncpg
@@ -36,12 +37,36 @@ async def test_fresh_apply_creates_the_core_schema(conn: asyncpg.Connection) -> 
     assert [(r["name"], r["checksum"]) for r in rows] == [
         (m.name, m.checksum) for m in load_migrations()
     ]
-    # messages form a tree
-    fk = await conn.fetchval(
-        "SELECT count(*) FROM information_schema.columns "
-        "WHERE table_name = 'messages' AND column_name = 'parent_id'"
+    # Messages form a tree: a reply names its parent; two replies to one message are
+    # siblings (a regenerated answer); a parent that does not exist is refused; deleting a
+    # message deletes the branch below it.
+    user = await conn.fetchval(
+        "INSERT INTO users (email, password_hash) VALUES ('a@example.com', 'x') RETURNING id"
     )
-    assert fk == 1
+    chat = await conn.fetchval("INSERT INTO chats (user_id) VALUES ($1) RETURNING id", user)
+
+    async def message(parent: object, role: str = "assistant") -> object:
+        return await conn.fetchval(
+            "INSERT INTO messages (chat_id, user_id, parent_id, role) VALUES ($1, $2, $3, $4) "
+            "RETURNING id",
+            chat,
+            user,
+            parent,
+            role,
+        )
+
+    root = await message(None, "user")
+    first, second = await message(root), await message(root)
+    follow_up = await message(first, "user")
+    children = await conn.fetch(
+        "SELECT id FROM messages WHERE parent_id = $1 ORDER BY created_at, id", root
+    )
+    assert {r["id"] for r in children} == {first, second}
+    with pytest.raises(asyncpg.ForeignKeyViolationError):
+        await message(uuid.uuid4())
+    await conn.execute("DELETE FROM messages WHERE id = $1", first)
+    left = {r["id"] for r in await conn.fetch("SELECT id FROM messages WHERE chat_id = $1", chat)}
+    assert left == {root, second} and follow_up not in left
 
 
 async def test_rerun_is_a_no_op(conn: asyncpg.Connection) -> None:
