@@ -150,18 +150,30 @@ def _token_key(bucket: Bucket, name: str, now: int) -> str:
     return f"tokens:{bucket.name}:{name}:{_window_start(_WINDOWS[name], now)}"
 
 
+@dataclass(frozen=True, slots=True)
+class LoginAttempt:
+    """One password check under way: whose, from where, and the back-off locks it holds."""
+
+    account: str
+    ip: str | None
+    held: tuple[str, ...] = ()
+
+
 class LoginThrottle:
     """Exponential back-off per account and per client address after repeated failures.
 
     An attempt counts as a failure from the moment it starts (`succeeded` takes it back), so a
     burst of parallel guesses cannot all start before the first of them has failed. Past the
-    free failures, one attempt may start per back-off period: whoever takes the `:locked` key
-    first; the others are refused and not counted.
+    free failures, one attempt at a time may run, and only once the back-off since the last
+    failure has passed: the others are refused and not counted. Two keys per counter make
+    that hold under any interleaving: `:attempt`, taken by the one attempt that may run (for
+    as long as its check takes), and `:backoff`, set by that attempt when it fails, before it
+    lets go of `:attempt`, so at every moment one of the two refuses the next guess.
     """
 
     MAX_BACKOFF = 900  # seconds
     FORGET_AFTER = 3600  # failures older than this no longer count
-    ATTEMPT_SECONDS = 60  # the longest a password check may hold the lock (a crashed one)
+    ATTEMPT_SECONDS = 60  # the longest a password check may hold its lock (a crashed one)
 
     def __init__(self, storage: Storage, free_failures: int) -> None:
         self.storage = storage
@@ -177,52 +189,57 @@ class LoginThrottle:
         return min(self.MAX_BACKOFF, backoff)
 
     @_storage_down_is_503
-    async def check(self, account: str, ip: str | None) -> None:
+    async def check(self, account: str, ip: str | None) -> LoginAttempt:
         """Before a password is checked: counts the attempt, or raises `RateLimited`."""
         counted: list[str] = []
-        locked: list[str] = []
+        held: list[str] = []
         for key in self._keys(account, ip):
             failures = await self.storage.incr(key, self.FORGET_AFTER)
             counted.append(key)
             if failures < self.free_failures:
                 continue
-            lock = key + ":locked"
-            # Held for the whole attempt (argon2 can take seconds on a busy machine), not just
-            # the back-off: `failed` restarts it at the back-off, `succeeded` clears it.
-            hold = max(self._backoff(failures), self.ATTEMPT_SECONDS)
-            if await self.storage.incr(lock, hold) == 1:
-                locked.append(lock)  # ours until this attempt fails (or expires)
-                continue
-            wait = await self.storage.get_expiry(lock) - time.time()
+            if await self.storage.incr(key + ":attempt", self.ATTEMPT_SECONDS) == 1:
+                held.append(key)  # ours until this attempt ends (or the lock expires)
+                # Read after taking the lock: a holder sets the back-off before it lets go.
+                if await self.storage.get(key + ":backoff") == 0:
+                    continue
+                waiting = key + ":backoff"
+            else:
+                waiting = key + ":attempt"
+            wait = await self.storage.get_expiry(waiting) - time.time()
             for taken in counted:  # a refused attempt is not a guess
                 await self.storage.incr(taken, self.FORGET_AFTER, amount=-1)
-            for taken in locked:
-                await self.storage.clear(taken)
+            for taken in held:
+                await self.storage.clear(taken + ":attempt")
             raise RateLimited(
                 "too many failed sign-in attempts; try again later",
                 retry_after=max(1.0, math.ceil(wait)),
                 code="login_throttled",
             )
+        return LoginAttempt(account, ip, tuple(held))
+
+    async def _back_off(self, key: str) -> None:
+        """For a key whose lock this attempt holds: the back-off first, then the lock goes."""
+        failures = await self.storage.get(key)
+        await self.storage.clear(key + ":backoff")  # only a lock holder writes it
+        await self.storage.incr(key + ":backoff", self._backoff(failures))
+        await self.storage.clear(key + ":attempt")
 
     @_storage_down_is_503
-    async def failed(self, account: str, ip: str | None) -> None:
+    async def failed(self, attempt: LoginAttempt) -> None:
         """The password was wrong: back off from now, for longer the more failures there are."""
-        for key in self._keys(account, ip):
-            failures = await self.storage.get(key)
-            if failures >= self.free_failures:
-                await self.storage.clear(key + ":locked")
-                await self.storage.incr(key + ":locked", self._backoff(failures))
+        for key in attempt.held:
+            await self._back_off(key)
 
     @_storage_down_is_503
-    async def succeeded(self, account: str, ip: str | None) -> None:
-        *ip_key, account_key = self._keys(account, ip)
-        await self.storage.clear(account_key)
-        await self.storage.clear(account_key + ":locked")
+    async def succeeded(self, attempt: LoginAttempt) -> None:
+        *ip_key, account_key = self._keys(attempt.account, attempt.ip)
+        for suffix in ("", ":attempt", ":backoff"):
+            await self.storage.clear(account_key + suffix)
         for key in ip_key:  # people behind one NAT address sign in all day
-            failures = await self.storage.incr(key, self.FORGET_AFTER, amount=-1)
-            if failures >= self.free_failures:  # hand the address's lock back at the back-off
-                await self.storage.clear(key + ":locked")
-                await self.storage.incr(key + ":locked", self._backoff(failures))
+            await self.storage.incr(key, self.FORGET_AFTER, amount=-1)
+            if key in attempt.held:  # hand the address's lock back, at the back-off
+                await self._back_off(key)
 
 
 class SignupLimiter:

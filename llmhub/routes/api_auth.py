@@ -90,14 +90,14 @@ async def login(request: Request) -> Response:
     found = await repo.user_by_email(pool, email)
     # Throttle the account itself, however its email is spelt; unknown emails by their text.
     account = f"id:{found[0].id}" if found else f"email:{email.lower()}"
-    await throttle.check(account, ip)
+    attempt = await throttle.check(account, ip)
     if not await passwords.verify_password(found[1] if found else None, body.password):
-        await throttle.failed(account, ip)
+        await throttle.failed(attempt)
         raise Unauthorized("wrong email or password", code="invalid_credentials")
     assert found is not None
     user, password_hash = found
     assert password_hash is not None  # it was verified against a real hash
-    await throttle.succeeded(account, ip)
+    await throttle.succeeded(attempt)
     if user.disabled:
         raise Forbidden("this account is disabled", code="account_disabled")
     if user.role == "pending":
@@ -166,12 +166,12 @@ async def change_password(request: Request) -> Response:
     # Guessing the current password meets the same back-off as signing in.
     throttle = request.app.state.login_throttle
     account, ip = f"id:{current.user.id}", _client_ip(request)
-    await throttle.check(account, ip)
+    attempt = await throttle.check(account, ip)
     found = await repo.user_by_id(auth.pool, current.user.id)
     if found is None or not await passwords.verify_password(found[1], body.current_password):
-        await throttle.failed(account, ip)
+        await throttle.failed(attempt)
         raise Forbidden("current password is wrong", code="invalid_credentials")
-    await throttle.succeeded(account, ip)
+    await throttle.succeeded(attempt)
     await accounts.set_password(auth.pool, current.user.id, body.new_password)
     await request.app.state.invalidation.user(current.user.id)
     if current.session_id is None:
