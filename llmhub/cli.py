@@ -132,6 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .observability import configure_logging
 
     configure_logging(settings.log_level, settings.json_logs)
+    if not _apply_test_hashing(settings):
+        return EXIT_CONFIG
     handler = {
         "serve": _serve,
         "migrate": _migrate,
@@ -142,17 +144,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     return handler(settings, args)
 
 
+def _apply_test_hashing(settings: Settings) -> bool:
+    """LLMHUB_TEST_PASSWORD_HASHING=cheapest (set by our test suite): argon2's cheapest
+    parameters, announced in the log; refused in aws mode, the production profile."""
+    from argon2 import profiles
+
+    from .auth import passwords
+
+    if not passwords.cheap_hashing_requested():
+        return True
+    if settings.mode == "aws":
+        print(
+            f"llmhub: config error: {passwords.TEST_HASHING_VARIABLE} is for test suites; "
+            "aws mode never weakens password hashing",
+            file=sys.stderr,
+        )
+        return False
+    passwords.use_parameters(profiles.CHEAPEST)
+    return True
+
+
 # -- serve ---------------------------------------------------------------------------------------
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import structlog
     import uvicorn
 
     from .app import create_app
+    from .auth import passwords
     from .db import DatabaseUnavailable
     from .generations import FINISH_BUDGET
     from .migrations import MigrationError
 
+    if passwords.cheap_hashing_requested():
+        structlog.get_logger("llmhub.cli").warning(
+            "password hashing uses argon2's cheapest parameters: for test suites only",
+            variable=passwords.TEST_HASHING_VARIABLE,
+        )
     app = create_app(settings)
     config = uvicorn.Config(
         app,

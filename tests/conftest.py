@@ -7,10 +7,12 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import argon2
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from llmhub.auth import passwords
 from llmhub.config import Settings
 from llmhub.migrations import migrate
 from tests.hub import Hub, hub_settings, running_hub
@@ -19,9 +21,18 @@ from tests.redis_server import private_redis
 
 # Variables that steer the test run itself; every other LLMHUB_* is a setting, and tests
 # never inherit the developer's settings (module-scoped hubs start before any fixture runs).
-TEST_CONTROLS = {"LLMHUB_TEST_DATABASE_URL", "LLMHUB_REQUIRE_BROWSER"}
+TEST_CONTROLS = {
+    "LLMHUB_TEST_DATABASE_URL",
+    "LLMHUB_REQUIRE_BROWSER",
+    passwords.TEST_HASHING_VARIABLE,
+}
 for _name in [k for k in os.environ if k.startswith("LLMHUB_") and k not in TEST_CONTROLS]:
     del os.environ[_name]
+
+# argon2's cheapest parameters, in this process and in every `llmhub` a test starts: the
+# production ones cost ~0.2 s of CPU a hash, on purpose, and the suite hashes hundreds.
+passwords.use_parameters(argon2.profiles.CHEAPEST)
+os.environ[passwords.TEST_HASHING_VARIABLE] = "cheapest"
 
 
 @pytest.fixture(scope="session")

@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import aiohttp
+import argon2
+import asyncpg
 import pytest
 
+from llmhub.auth import passwords
 from llmhub.auth.identity import SESSION_CACHE_SECONDS, SESSION_COOKIE
 from llmhub.config import Settings
 from tests.hub import Hub, running_hub
@@ -179,3 +182,32 @@ async def test_passwords_keys_and_tokens_never_reach_the_logs(
     assert "/api/auth/login" in server.stderr  # the requests were logged ...
     for secret in secrets:
         assert secret not in server.stderr  # ... their secrets were not
+
+
+async def test_production_hashing_unless_the_test_suite_asks(
+    database_url: str, data_dir: Path
+) -> None:
+    """The suite's cheap hashing (LLMHUB_TEST_PASSWORD_HASHING) is its own: without it the
+    CLI hashes with argon2id's recommended parameters, and aws mode refuses to run with it."""
+    where = ("--database-url", database_url, "--data-dir", str(data_dir))
+    created = await run_llmhub(
+        *("users", "create", "real@example.com", "--password-stdin", *where),
+        stdin=PASSWORD + "\n",
+        env={passwords.TEST_HASHING_VARIABLE: ""},
+    )
+    assert created.returncode == 0, created.stderr
+    conn = await asyncpg.connect(database_url)
+    try:
+        stored = await conn.fetchval("SELECT password_hash FROM users")
+    finally:
+        await conn.close()
+    recommended = argon2.profiles.RFC_9106_LOW_MEMORY
+    assert argon2.extract_parameters(stored) == recommended
+    assert argon2.PasswordHasher().check_needs_rehash(stored) is False
+
+    refused = await run_llmhub(
+        *("serve", "--mode", "aws", "--database-url", "postgresql://db.invalid/llmhub"),
+        env={"LLMHUB_SECRET_KEY": "k" * 40, passwords.TEST_HASHING_VARIABLE: "cheapest"},
+    )
+    assert refused.returncode == 2
+    assert "aws mode never weakens password hashing" in refused.stderr
