@@ -48,9 +48,23 @@ async def pg_admin_url() -> AsyncIterator[str]:
         server = EmbeddedPostgres(Path(tmp) / "pg")
         server.start()
         try:
-            yield server.uri("postgres")
+            url = server.uri("postgres")
+            await _throwaway_durability(url)
+            yield url
         finally:
             server.stop()
+
+
+async def _throwaway_durability(url: str) -> None:
+    """This server's data lives as long as the test run: no fsync (every CREATE DATABASE from
+    the template would otherwise wait for the disk), as for any throwaway test cluster."""
+    conn = await asyncpg.connect(url)
+    try:
+        for name in ("fsync", "synchronous_commit", "full_page_writes"):
+            await conn.execute(f"ALTER SYSTEM SET {name} = off")
+        await conn.execute("SELECT pg_reload_conf()")
+    finally:
+        await conn.close()
 
 
 @pytest.fixture
