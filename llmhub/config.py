@@ -78,6 +78,11 @@ class BedrockSettings(_Section):
     max_attempts: int = Field(3, ge=1, le=10)
     connect_timeout: float = Field(5.0, gt=0)
     read_timeout: float = Field(300.0, gt=0)
+    default_max_tokens: int = Field(2048, ge=1)
+    prompt_caching: bool = False
+    guardrail_id: str | None = Field(None, min_length=1, max_length=2048)
+    guardrail_version: str = Field("DRAFT", pattern=r"^([1-9][0-9]{0,7}|DRAFT)$")
+    guardrail_stream_mode: Literal["sync", "async"] = "sync"
 
 
 class LimitSettings(_Section):

@@ -64,6 +64,15 @@ class AuthError(ProviderError):
     code = "upstream_auth_error"
 
 
+class ModelAccessDenied(ProviderError):
+    """The provider will not serve this model to this account (Bedrock model access not granted):
+    permanent for the caller until an admin acts, so not a 5xx that SDKs would retry."""
+
+    status = 403
+    type = "permission_error"
+    code = "model_access_denied"
+
+
 class UpstreamError(ProviderError):
     status = 502
     type = "upstream_error"

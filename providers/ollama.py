@@ -12,7 +12,6 @@ nothing for `read_timeout` seconds is an upstream failure (`UpstreamError`, code
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import socket
@@ -28,8 +27,6 @@ from yarl import URL
 from .base import (
     ChatEnd,
     ChatEvent,
-    ChatMessage,
-    ChatOptions,
     ChatRequest,
     EmbedRequest,
     EmbedResult,
@@ -53,6 +50,7 @@ from .errors import (
     Unsupported,
     UpstreamError,
 )
+from .ollama_chat import ForcedToolCall, ToolCalls, chat_payload
 
 _HEALTH_TIMEOUT = aiohttp.ClientTimeout(total=3.0)
 _SHOW_CONCURRENCY = 8
@@ -176,23 +174,13 @@ class OllamaProvider(Provider):
 
     # -- chat -----------------------------------------------------------------------------
 
-    def _chat_payload(self, request: ChatRequest) -> dict[str, Any]:
-        payload: dict[str, Any] = {
-            "model": request.model,
-            "messages": [_message_json(m) for m in request.messages],
-            "stream": request.stream,
-        }
-        options = _options_json(request.options)
-        if options:
-            payload["options"] = options
-        if self._keep_alive is not None:
-            payload["keep_alive"] = self._keep_alive
-        return payload
-
     async def chat(self, request: ChatRequest) -> AsyncGenerator[ChatEvent, None]:
-        resp = await self._open("POST", "/api/chat", self._chat_payload(request))
+        payload = chat_payload(request, keep_alive=self._keep_alive)
+        resp = await self._open("POST", "/api/chat", payload)
         reader = _JSONLines(resp, self._translate, streaming=request.stream)
-        tags: _ThinkTags | None = _ThinkTags()
+        forced = ForcedToolCall.for_request(request)
+        tags: _ThinkTags | None = None if forced or request.response_format else _ThinkTags()
+        calls = ToolCalls(request)
         emitted = False
         try:
             # The hot path, kept inline: per chunk, one dict walk, one event, one yield.
@@ -206,7 +194,9 @@ class OllamaProvider(Provider):
                             yield ReasoningDelta(thinking)
                         content = message.get("content")
                         if content:
-                            if tags is None:
+                            if forced is not None:
+                                forced.feed(content)
+                            elif tags is None:
                                 emitted = True
                                 yield TextDelta(content)
                             else:
@@ -215,10 +205,18 @@ class OllamaProvider(Provider):
                                     yield event
                                 if tags.finished:
                                     tags = None
+                        if message.get("tool_calls"):
+                            for event in calls.events(message["tool_calls"]):
+                                emitted = True
+                                yield event
                     if obj.get("done"):
                         for event in tags.flush() if tags else ():
                             yield event
-                        yield _chat_end(obj)
+                        if forced is not None and not calls.count:
+                            for event in forced.events():
+                                calls.count += 1
+                                yield event
+                        yield _chat_end(obj, tool_calls=calls.count > 0)
                         await reader.drain()
                         return
                     if "error" in obj:
@@ -498,29 +496,7 @@ def _loads(data: bytes) -> Any:
         raise UpstreamError(f"Ollama sent invalid JSON: {data[:200]!r}") from exc
 
 
-def _message_json(message: ChatMessage) -> dict[str, Any]:
-    out: dict[str, Any] = {"role": message.role, "content": message.text}
-    if message.images:
-        out["images"] = [base64.b64encode(image.data).decode("ascii") for image in message.images]
-    return out
-
-
-def _options_json(options: ChatOptions) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if options.max_tokens is not None:
-        out["num_predict"] = options.max_tokens
-    if options.temperature is not None:
-        out["temperature"] = options.temperature
-    if options.top_p is not None:
-        out["top_p"] = options.top_p
-    if options.stop:
-        out["stop"] = list(options.stop)
-    if options.seed is not None:
-        out["seed"] = options.seed
-    return out
-
-
-def _chat_end(done: Mapping[str, Any]) -> ChatEnd:
+def _chat_end(done: Mapping[str, Any], *, tool_calls: bool = False) -> ChatEnd:
     # Ollama omits zero counts (`omitempty`), so a missing count is an exact 0.
     usage = Usage(
         input_tokens=int(done.get("prompt_eval_count") or 0),
@@ -530,6 +506,8 @@ def _chat_end(done: Mapping[str, Any]) -> ChatEnd:
     metrics = {key: done[key] for key in _DURATION_KEYS if key in done}
     # "load"/"unload" and unknown reasons still mean the model finished normally.
     stop_reason = _STOP_REASONS.get(done.get("done_reason") or "stop", "stop")
+    if tool_calls and stop_reason == "stop":
+        stop_reason = "tool_calls"
     return ChatEnd(stop_reason=stop_reason, usage=usage, metrics=metrics)
 
 
@@ -605,6 +583,7 @@ def _capabilities(show: Mapping[str, Any] | None, details: Mapping[str, Any]) ->
             vision="vision" in declared,
             embeddings="embedding" in declared,
             reasoning="thinking" in declared,
+            tools="tools" in declared,
         )
     # Older Ollama (or a failed /api/show): guess from the architecture families.
     show_details = (show or {}).get("details") or {}

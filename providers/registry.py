@@ -226,6 +226,11 @@ def build_registry(settings: Settings) -> Registry:
             max_attempts=b.max_attempts,
             connect_timeout=b.connect_timeout,
             read_timeout=b.read_timeout,
+            default_max_tokens=b.default_max_tokens,
+            prompt_caching=b.prompt_caching,
+            guardrail_id=b.guardrail_id,
+            guardrail_version=b.guardrail_version,
+            guardrail_stream_mode=b.guardrail_stream_mode,
         )
     return Registry(providers, ttl=settings.catalog_ttl, probe_interval=settings.health_interval)
 

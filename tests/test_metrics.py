@@ -227,9 +227,13 @@ async def test_bedrock_throttles_and_retries_are_counted(
         )
         async with started_hub(settings) as hybrid:
             api = await hybrid.key_client(await hybrid.signup("admin@example.com"))
-            bedrock.throttle_next(1)
+            bedrock.fail_next(1)  # a transient 500: retried
             answered = await api.post("/v1/chat/completions", chat_body(bedrock_chat))
             assert answered.status == 200, answered.text  # the second attempt got through
+            # A throttle is not retried in-process (the caller's SDK retries after the 429).
+            bedrock.throttle_next(1)
+            throttled = await api.post("/v1/chat/completions", chat_body(bedrock_chat))
+            assert throttled.status == 429, throttled.text
             samples = await scrape(hybrid.client())
     assert value(samples, "llmhub_bedrock_retries_total") == 1
     assert value(samples, "llmhub_bedrock_throttles_total") == 1

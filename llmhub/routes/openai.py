@@ -47,6 +47,7 @@ FINISH_REASONS = {
     "stop": "stop",
     "length": "length",
     "content_filter": "content_filter",
+    "tool_calls": "tool_calls",
     "cancelled": "stop",
     "error": "stop",
 }

@@ -14,21 +14,23 @@ Errors look like restJson errors from AWS: status code, `X-Amzn-ErrorType` heade
     async with FakeBedrock() as fake:
         provider = BedrockProvider(region="us-east-1", endpoint_url=fake.url)
 
-Replies are scripted with `fake.reply`; fault knobs are plain attributes (`response_delay`,
-`chunk_delay`, `drop_after_chunks`, `stream_exception`, `denied_models`) plus `fail_next()` and
-`throttle_next()`. Every request is recorded in `fake.requests`; `fake.disconnected` is set when
-a client goes away in the middle of a streamed response.
+Replies are scripted with `fake.reply` (text, reasoning, `tool_calls`); what a Converse request
+may ask and how models answer it (tools, thinking, guardrails in `fake.guardrails`, prompt
+caching in `fake.cache`) is in `bedrock_converse.py`. Without a `type` filter
+ListInferenceProfiles lists system-defined profiles only; `GET /inference-profiles/{id}` is
+GetInferenceProfile. Legacy Cohere Command streams a literal `<EOS_TOKEN>` chunk before its last
+one, and the native bodies default to Bedrock's tiny max tokens (Command 20, Jurassic-2 16).
+Fault knobs are plain attributes (`response_delay`, `chunk_delay`, `drop_after_chunks`,
+`stream_exception`, `denied_models`) plus `fail_next()`, `throttle_next()` and
+`throttle_model()`. Every request is recorded in `fake.requests`; `fake.disconnected` is set
+when a client goes away in the middle of a streamed response.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
-import itertools
 import json
-import math
 import uuid
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
@@ -38,6 +40,15 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from .bedrock_converse import (
+    BLOCKED_MESSAGE,
+    Answer,
+    ConverseError,
+    ConverseRules,
+    Guardrail,
+    PromptCache,
+)
+from .bedrock_native import NativeBodies, error, split
 from .eventstream import CONTENT_TYPE as EVENTSTREAM
 from .eventstream import event_frame, exception_frame
 
@@ -92,6 +103,21 @@ def inference_profile(profile_id: str, name: str, model_id: str) -> dict[str, An
     }
 
 
+def application_profile(profile_id: str, name: str, model_id: str) -> dict[str, Any]:
+    """An application inference profile an account created: called by its ARN."""
+    arn = f"arn:aws:bedrock:{REGION}:{ACCOUNT}:application-inference-profile/{profile_id}"
+    return {
+        "inferenceProfileName": name,
+        "createdAt": 1_725_000_000,
+        "updatedAt": 1_725_000_000,
+        "inferenceProfileArn": arn,
+        "models": [{"modelArn": f"arn:aws:bedrock:{REGION}::foundation-model/{model_id}"}],
+        "inferenceProfileId": profile_id,
+        "status": "ACTIVE",
+        "type": "APPLICATION",
+    }
+
+
 CLAUDE_HAIKU_35 = "anthropic.claude-3-5-haiku-20241022-v1:0"
 CLAUDE_SONNET_37 = "anthropic.claude-3-7-sonnet-20250219-v1:0"
 
@@ -123,6 +149,7 @@ DEFAULT_MODELS: list[dict[str, Any]] = [
     ),
     foundation_model("ai21.j2-ultra-v1", "Jurassic-2 Ultra", "AI21 Labs", streaming=False),
     foundation_model("cohere.command-text-v14", "Command", "Cohere", lifecycle="LEGACY"),
+    foundation_model("cohere.command-r-v1:0", "Command R", "Cohere"),
     foundation_model("meta.llama3-8b-instruct-v1:0", "Llama 3 8B Instruct", "Meta"),
     foundation_model(
         "amazon.titan-embed-text-v2:0",
@@ -170,8 +197,6 @@ _OPERATIONS = {
     "invoke-with-response-stream": "InvokeModelWithResponseStream",
 }
 _NATIVE_ONLY = ("ai21.j2-", "cohere.command-text-", "cohere.command-light-text-")
-_J2_REASONS = {"end_turn": "endoftext", "max_tokens": "length", "stop_sequence": "stop"}
-_COHERE_REASONS = {"end_turn": "COMPLETE", "max_tokens": "MAX_TOKENS", "stop_sequence": "COMPLETE"}
 
 
 @dataclass
@@ -187,9 +212,11 @@ class Reply:
     cache_write_tokens: int | None = None
     latency_ms: int = 42
     reasoning: str = ""
+    # Calls made when the model is offered these tools: (name, input).
+    tool_calls: Sequence[tuple[str, dict[str, Any]]] = ()
 
     def pieces(self) -> list[str]:
-        return _split(self.text, self.chunks)
+        return split(self.text, self.chunks)
 
     def usage(self) -> dict[str, int]:
         usage = {
@@ -224,41 +251,7 @@ class _Fault:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def _split(text: str, parts: int) -> list[str]:
-    size = max(1, math.ceil(len(text) / max(1, parts)))
-    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
-
-
-def _error(
-    status: int, error_type: str, message: str, headers: Mapping[str, str] = {}
-) -> web.Response:
-    # The header carries the code the way AWS services send it; botocore keeps the part before ':'.
-    return web.json_response(
-        {"message": message},
-        status=status,
-        headers={
-            "X-Amzn-ErrorType": f"{error_type}:http://internal.amazon.com/coral/com.amazon.bedrock/",
-            "x-amzn-RequestId": str(uuid.uuid4()),
-            **headers,
-        },
-    )
-
-
-def _vector(text: str, dimensions: int, *, normalize: bool = True) -> list[float]:
-    digest = hashlib.sha256(text.encode()).digest()
-    raw = [b / 127.5 - 1.0 for b in itertools.islice(itertools.cycle(digest), dimensions)]
-    norm = math.sqrt(sum(v * v for v in raw)) or 1.0
-    return [v / norm for v in raw] if normalize else raw
-
-
-def _tokens(count: int) -> list[dict[str, Any]]:
-    return [
-        {"generatedToken": {"token": f"t{i}"}, "textRange": {"start": i, "end": i + 1}}
-        for i in range(count)
-    ]
-
-
-class FakeBedrock:
+class FakeBedrock(NativeBodies):
     def __init__(
         self,
         *,
@@ -279,6 +272,9 @@ class FakeBedrock:
         self.exception_after_chunks = 1
         self.denied_models: set[str] = set()
         self.usage_headers = True
+        self.guardrails: dict[str, Guardrail] = {}
+        self.cache = PromptCache()
+        self._throttled: dict[str, int] = {}
         # Observations.
         self.requests: list[RecordedRequest] = []
         self.disconnected = asyncio.Event()
@@ -297,6 +293,7 @@ class FakeBedrock:
         app = web.Application()
         app.router.add_get("/foundation-models", self._list_foundation_models)
         app.router.add_get("/inference-profiles", self._list_inference_profiles)
+        app.router.add_get("/inference-profiles/{tail:.+}", self._get_inference_profile)
         app.router.add_post("/model/{tail:.+}", self._runtime)
         # Cancel handlers when the client goes away, so a dropped stream is observed at once.
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
@@ -336,6 +333,10 @@ class FakeBedrock:
             headers=headers,
         )
 
+    def throttle_model(self, model_id: str, n: int = 1) -> None:
+        """Throttle the next `n` runtime calls to this model only (its own quota ran out)."""
+        self._throttled[model_id] = self._throttled.get(model_id, 0) + n
+
     def calls(self, operation: str) -> list[RecordedRequest]:
         return [r for r in self.requests if r.operation == operation]
 
@@ -368,17 +369,23 @@ class FakeBedrock:
         if not self._faults:
             return None
         fault = self._faults.popleft()
-        return _error(fault.status, fault.error_type, fault.message, fault.headers)
+        return error(fault.status, fault.error_type, fault.message, fault.headers)
+
+    def _profile_ids(self, profile: dict[str, Any]) -> set[str]:
+        if profile["type"] == "APPLICATION":  # callable by ARN only
+            return {profile["inferenceProfileArn"]}
+        return {profile["inferenceProfileId"], profile["inferenceProfileArn"]}
 
     def _known_ids(self) -> set[str]:
-        return {m["modelId"] for m in self.models} | {
-            p["inferenceProfileId"] for p in self.profiles
-        }
+        ids = {m["modelId"] for m in self.models}
+        for profile in self.profiles:
+            ids |= self._profile_ids(profile)
+        return ids
 
     def _base_model(self, model_id: str) -> str:
         for profile in self.profiles:
-            if profile["inferenceProfileId"] == model_id:
-                return profile["models"][0]["modelArn"].rsplit("/", 1)[-1]
+            if model_id in self._profile_ids(profile):
+                return str(profile["models"][0]["modelArn"].rsplit("/", 1)[-1])
         return model_id
 
     # -- control plane -----------------------------------------------------------------------
@@ -404,13 +411,24 @@ class FakeBedrock:
         if fault := self._take_fault():
             return fault
         q = request.query
-        profiles = [p for p in self.profiles if "type" not in q or p["type"] == q["type"]]
+        wanted = q.get("type", "SYSTEM_DEFINED")
+        profiles = [p for p in self.profiles if p["type"] == wanted]
         start = int(q.get("nextToken", "0"))
         size = min(int(q.get("maxResults", "1000")), self.profile_page_size)
         page: dict[str, Any] = {"inferenceProfileSummaries": profiles[start : start + size]}
         if start + size < len(profiles):
             page["nextToken"] = str(start + size)
         return web.json_response(page)
+
+    async def _get_inference_profile(self, request: web.Request) -> web.Response:
+        identifier = unquote(request.raw_path.split("?", 1)[0].split("/", 2)[2])
+        self._record(request, "GetInferenceProfile", identifier, None)
+        if fault := self._take_fault():
+            return fault
+        for profile in self.profiles:
+            if identifier in self._profile_ids(profile) | {profile["inferenceProfileId"]}:
+                return web.json_response(profile)
+        return error(404, "ResourceNotFoundException", "The inference profile was not found.")
 
     # -- runtime -----------------------------------------------------------------------------
 
@@ -427,82 +445,122 @@ class FakeBedrock:
         if fault := self._take_fault():
             return fault
         if action not in _OPERATIONS:
-            return _error(404, "UnknownOperationException", f"Unknown operation {action}")
+            return error(404, "UnknownOperationException", f"Unknown operation {action}")
         if model_id not in self._known_ids():
-            return _error(400, "ValidationException", INVALID_MODEL_MESSAGE)
+            return error(400, "ValidationException", INVALID_MODEL_MESSAGE)
         if model_id in self.denied_models:
-            return _error(403, "AccessDeniedException", ACCESS_DENIED_MESSAGE)
+            return error(403, "AccessDeniedException", ACCESS_DENIED_MESSAGE)
+        if self._throttled.get(model_id):
+            self._throttled[model_id] -= 1
+            return error(
+                429, "ThrottlingException", "Too many requests, please wait before trying again."
+            )
 
         base = self._base_model(model_id)
         if operation in ("Converse", "ConverseStream"):
             if base.startswith(_NATIVE_ONLY):
-                return _error(
-                    400, "ValidationException", "This model doesn't support conversation."
+                return error(400, "ValidationException", "This model doesn't support conversation.")
+            try:
+                answer = self._rules.answer(
+                    base, body, self.reply, stream=operation == "ConverseStream"
                 )
+            except ConverseError as exc:
+                return error(exc.status, exc.code, exc.message)
             if operation == "Converse":
-                return self._converse()
-            return await self._converse_stream(request)
+                return self._converse(answer)
+            return await self._converse_stream(request, answer)
+        blocked = self._native_guardrail(request, body)
+        if isinstance(blocked, web.Response):
+            return blocked
         if operation == "InvokeModel":
-            return self._invoke(base, body)
-        return await self._invoke_stream(request, base, body)
+            return self._invoke(base, body, blocked)
+        return await self._invoke_stream(request, base, body, blocked)
 
-    def _converse(self) -> web.Response:
+    @property
+    def _rules(self) -> ConverseRules:
+        return ConverseRules(self.cache, self.guardrails)
+
+    def _native_guardrail(self, request: web.Request, body: Any) -> bool | web.Response:
+        """InvokeModel takes its guardrail in headers; True when it blocks this prompt."""
+        identifier = request.headers.get("X-Amzn-Bedrock-GuardrailIdentifier")
+        if identifier is None:
+            return False
+        guardrail = self.guardrails.get(identifier)
+        version = request.headers.get("X-Amzn-Bedrock-GuardrailVersion")
+        if guardrail is None or version != guardrail.version:
+            return error(
+                400,
+                "ValidationException",
+                "The guardrail identifier or version provided is invalid.",
+            )
+        return guardrail.word.lower() in json.dumps(body).lower()
+
+    def _converse(self, answer: Answer) -> web.Response:
         reply = self.reply
         content: list[dict[str, Any]] = []
-        if reply.reasoning:
-            content.append(
-                {
-                    "reasoningContent": {
-                        "reasoningText": {"text": reply.reasoning, "signature": "sig"}
-                    }
-                }
-            )
-        content.append({"text": reply.text})
-        return web.json_response(
-            {
-                "output": {"message": {"role": "assistant", "content": content}},
-                "stopReason": reply.stop_reason,
-                "usage": reply.usage(),
-                "metrics": {"latencyMs": reply.latency_ms},
-            }
-        )
+        if answer.reasoning:
+            text = {"text": answer.reasoning, "signature": "sig"}
+            content.append({"reasoningContent": {"reasoningText": text}})
+        if answer.text:
+            content.append({"text": answer.text})
+        for use_id, name, arguments in answer.calls:
+            content.append({"toolUse": {"toolUseId": use_id, "name": name, "input": arguments}})
+        response: dict[str, Any] = {
+            "output": {"message": {"role": "assistant", "content": content}},
+            "stopReason": answer.stop_reason,
+            "usage": answer.usage,
+            "metrics": {"latencyMs": reply.latency_ms},
+        }
+        if answer.trace:
+            response["trace"] = answer.trace
+        return web.json_response(response)
 
-    def _converse_frames(self) -> list[tuple[bytes, bool]]:
-        """(frame, is_text_chunk) pairs, in the order ConverseStream sends them."""
-        reply = self.reply
+    def _converse_frames(self, answer: Answer) -> list[tuple[bytes, bool]]:
+        """(frame, is_output_chunk) pairs, in the order ConverseStream sends them."""
         frames: list[tuple[bytes, bool]] = [
             (event_frame("messageStart", {"role": "assistant"}), False)
         ]
+
+        def block(index: int, delta: dict[str, Any], chunk: bool = True) -> None:
+            payload = {"delta": delta, "contentBlockIndex": index}
+            frames.append((event_frame("contentBlockDelta", payload), chunk))
+
+        def stop(index: int) -> None:
+            frames.append((event_frame("contentBlockStop", {"contentBlockIndex": index}), False))
+
         index = 0
-        if reply.reasoning:
-            for piece in _split(reply.reasoning, 2):
-                delta = {"reasoningContent": {"text": piece}}
-                frames.append(
-                    (
-                        event_frame("contentBlockDelta", {"delta": delta, "contentBlockIndex": 0}),
-                        False,
-                    )
-                )
-            signature = {"reasoningContent": {"signature": "sig"}}
+        if answer.reasoning:
+            for piece in split(answer.reasoning, 2):
+                block(index, {"reasoningContent": {"text": piece}}, chunk=False)
+            block(index, {"reasoningContent": {"signature": "sig"}}, chunk=False)
+            stop(index)
+            index += 1
+        if answer.text or not answer.calls:
+            for piece in split(answer.text, self.reply.chunks):
+                block(index, {"text": piece})
+            stop(index)
+            index += 1
+        for use_id, name, arguments in answer.calls:
+            start = {"start": {"toolUse": {"toolUseId": use_id, "name": name}}}
             frames.append(
-                (
-                    event_frame("contentBlockDelta", {"delta": signature, "contentBlockIndex": 0}),
-                    False,
-                )
+                (event_frame("contentBlockStart", {**start, "contentBlockIndex": index}), False)
             )
-            frames.append((event_frame("contentBlockStop", {"contentBlockIndex": 0}), False))
-            index = 1
-        for piece in reply.pieces():
-            delta = {"delta": {"text": piece}, "contentBlockIndex": index}
-            frames.append((event_frame("contentBlockDelta", delta), True))
-        frames.append((event_frame("contentBlockStop", {"contentBlockIndex": index}), False))
-        frames.append((event_frame("messageStop", {"stopReason": reply.stop_reason}), False))
-        metadata = {"usage": reply.usage(), "metrics": {"latencyMs": reply.latency_ms}}
+            for piece in split(json.dumps(arguments), 2):
+                block(index, {"toolUse": {"input": piece}})
+            stop(index)
+            index += 1
+        frames.append((event_frame("messageStop", {"stopReason": answer.stop_reason}), False))
+        metadata: dict[str, Any] = {
+            "usage": answer.usage,
+            "metrics": {"latencyMs": self.reply.latency_ms},
+        }
+        if answer.trace:
+            metadata["trace"] = answer.trace
         frames.append((event_frame("metadata", metadata), False))
         return frames
 
-    async def _converse_stream(self, request: web.Request) -> web.StreamResponse:
-        return await self._write_stream(request, self._converse_frames(), {})
+    async def _converse_stream(self, request: web.Request, answer: Answer) -> web.StreamResponse:
+        return await self._write_stream(request, self._converse_frames(answer), {})
 
     async def _write_stream(
         self, request: web.Request, frames: list[tuple[bytes, bool]], headers: Mapping[str, str]
@@ -535,113 +593,16 @@ class FakeBedrock:
             raise
         return response
 
-    # -- native bodies ----------------------------------------------------------------------
-
-    def _usage_headers(self) -> dict[str, str]:
-        if not self.usage_headers:
-            return {}
-        return {
-            "X-Amzn-Bedrock-Input-Token-Count": str(self.reply.input_tokens),
-            "X-Amzn-Bedrock-Output-Token-Count": str(self.reply.output_tokens),
-            "X-Amzn-Bedrock-Invocation-Latency": str(self.reply.latency_ms),
-        }
-
-    def _invoke(self, base: str, body: Any) -> web.Response:
-        reply = self.reply
-        if base.startswith("ai21.j2-"):
-            payload: dict[str, Any] = {
-                "id": 1234,
-                "prompt": {"text": body["prompt"], "tokens": _tokens(reply.input_tokens)},
-                "completions": [
-                    {
-                        "data": {"text": reply.text, "tokens": _tokens(reply.output_tokens)},
-                        "finishReason": {"reason": _J2_REASONS.get(reply.stop_reason, "endoftext")},
-                    }
-                ],
-            }
-        elif base.startswith(("cohere.command-text-", "cohere.command-light-text-")):
-            payload = {
-                "id": str(uuid.uuid4()),
-                "prompt": body["prompt"],
-                "generations": [
-                    {
-                        "id": str(uuid.uuid4()),
-                        "text": reply.text,
-                        "finish_reason": _COHERE_REASONS.get(reply.stop_reason, "COMPLETE"),
-                    }
-                ],
-            }
-        elif base.startswith("amazon.titan-embed-text-v2"):
-            dimensions = body.get("dimensions", 1024)
-            if dimensions not in (256, 512, 1024):
-                return _error(400, "ValidationException", "Malformed input request: dimensions")
-            vector = _vector(body["inputText"], dimensions, normalize=body.get("normalize", True))
-            payload = {
-                "embedding": vector,
-                "embeddingsByType": {"float": vector},
-                "inputTextTokenCount": max(1, len(body["inputText"]) // 4),
-            }
-        elif base.startswith("cohere.embed-"):
-            if "input_type" not in body:
-                return _error(400, "ValidationException", "Malformed input request: input_type")
-            payload = {
-                "id": str(uuid.uuid4()),
-                "texts": body["texts"],
-                "embeddings": [_vector(t, 1024) for t in body["texts"]],
-                "response_type": "embeddings_floats",
-            }
-        else:
-            return _error(
-                400,
-                "ValidationException",
-                "Malformed input request, please reformat your input and try again.",
-            )
-        return web.json_response(payload, headers=self._usage_headers())
-
-    async def _invoke_stream(
-        self, request: web.Request, base: str, body: Any
-    ) -> web.StreamResponse:
-        if not base.startswith(
-            ("cohere.command-text-", "cohere.command-light-text-")
-        ) or not body.get("stream"):
-            return _error(
-                400,
-                "ValidationException",
-                "Malformed input request, please reformat your input and try again.",
-            )
-        reply = self.reply
-        chunks: list[dict[str, Any]] = [
-            {"text": piece, "is_finished": False} for piece in reply.pieces()
-        ]
-        final: dict[str, Any] = {
-            "is_finished": True,
-            "finish_reason": _COHERE_REASONS.get(reply.stop_reason, "COMPLETE"),
-        }
-        if self.usage_headers:
-            final["amazon-bedrock-invocationMetrics"] = {
-                "inputTokenCount": reply.input_tokens,
-                "outputTokenCount": reply.output_tokens,
-                "invocationLatency": reply.latency_ms,
-                "firstByteLatency": reply.latency_ms // 2,
-            }
-        frames = [(self._chunk(c), True) for c in chunks] + [(self._chunk(final), False)]
-        return await self._write_stream(
-            request, frames, {"X-Amzn-Bedrock-Content-Type": "application/json"}
-        )
-
-    @staticmethod
-    def _chunk(payload: Mapping[str, Any]) -> bytes:
-        # PayloadPart.bytes is a blob: base64 inside the event's JSON, decoded by botocore.
-        encoded = base64.b64encode(json.dumps(payload).encode()).decode()
-        return event_frame("chunk", {"bytes": encoded})
-
 
 __all__ = [
+    "BLOCKED_MESSAGE",
     "DEFAULT_MODELS",
     "DEFAULT_PROFILES",
     "FakeBedrock",
+    "Guardrail",
     "RecordedRequest",
     "Reply",
+    "application_profile",
     "foundation_model",
     "inference_profile",
 ]

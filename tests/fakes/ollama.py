@@ -9,7 +9,13 @@ Like Go's encoding/json, `<`, `>` and `&` in strings are sent as `\\u003c`-style
     async with FakeOllama([FakeModel("llama3.2:1b", reply="Hi there", chunks=2)]) as fake:
         provider = OllamaProvider(fake.url)
 
-Replies are scripted per model (`FakeModel.reply`/`chunks`/`thinking`, or `fake.script(...)`).
+Replies are scripted per model (`FakeModel.reply`/`chunks`/`thinking`/`tool_calls`, or
+`fake.script(...)`). As in Ollama, `tools` reach only models with the `tools` capability (else
+400 "… does not support tools"), and `think` only thinking models; a model offered tools answers
+with its scripted `tool_calls` (for tools it was offered) unless the last message is a tool
+result; `format` ("json" or a JSON Schema) makes the reply a JSON document (one matching the
+schema; `ignore_format` imitates a server too old for that). Tool calls carry an `id` and
+`function.index` as Ollama 0.12.10+ sends them (`tool_call_ids = False`: older servers, neither).
 Fault knobs are plain attributes (`chunk_delay`, `drop_after_chunks`, `stall_after_chunks`,
 `error_after_chunks`, `split_lines`, `eof_delay`; they apply to every streamed reply, chat and
 pull) plus `fail_next()` (never taken by the background polls `/api/version` and `/api/ps`
@@ -36,7 +42,9 @@ from typing import Any, Self
 
 from aiohttp import web
 
-VERSION = "0.11.4"
+from .schema import instance_of
+
+VERSION = "0.13.0"
 STREAM_ERROR = "an error was encountered while running the model"
 _LOAD_NS = 1_500_000
 _PROMPT_TOKEN_NS = 250_000
@@ -62,8 +70,15 @@ class FakeModel:
     reply: str = "Hello from the fake Ollama!"
     chunks: int | Sequence[str] | None = None
     thinking: str = ""
+    # Calls made when offered tools: (function name, arguments).
+    tool_calls: Sequence[tuple[str, dict[str, Any]]] = ()
     embedding_dim: int = 8
     show_fails: bool = False
+
+    @property
+    def full_name(self) -> str:
+        """The name Ollama's errors use: the registry path of the model."""
+        return f"registry.ollama.ai/library/{self.name}"
 
     @property
     def digest(self) -> str:
@@ -143,6 +158,9 @@ def _words(messages: Iterable[Any]) -> int:
     return sum(len(str(m.get("content", "")).split()) for m in messages if isinstance(m, dict))
 
 
+_THINK_LEVELS = ("high", "medium", "low", "max")
+
+
 class FakeOllama:
     def __init__(
         self,
@@ -176,6 +194,9 @@ class FakeOllama:
         self.split_lines = False
         self.split_delay = 0.005
         self.lines_per_write = 1
+        self.tool_call_ids = True
+        # Ignore `format`, as Ollama before 0.5 (structured outputs) did.
+        self.ignore_format = False
         # Send the last content piece on the `done` line, as Ollama does when a parser flushes.
         self.content_on_done = False
         # Pause between the last line and the end of the chunked body (Go writes them apart).
@@ -237,10 +258,12 @@ class FakeOllama:
         *,
         chunks: int | Sequence[str] | None = None,
         thinking: str = "",
+        tool_calls: Sequence[tuple[str, dict[str, Any]]] = (),
     ) -> None:
         """Set what `model` answers next (and from then on)."""
         target = self.models[model]
         target.reply, target.chunks, target.thinking = reply, chunks, thinking
+        target.tool_calls = tool_calls
 
     def release(self) -> None:
         """Let replies paused at `hold_after_chunks` go on."""
@@ -297,12 +320,55 @@ class FakeOllama:
         model = self._find(body)
         if model is None:
             return _error(404, f'model "{body.get("model")}" not found, try pulling it first')
+        if refused := self._check_capabilities(model, body):
+            return refused
         self._mark_loaded(model.name, body.get("keep_alive"))
+        calls = self._tool_calls(model, body)
         thinking, content, reason = self._reply(model, body)
-        stats = self._stats(body, len(thinking) + len(content), reason)
+        if calls:
+            content = []
+        stats = self._stats(body, len(thinking) + len(content) + 3 * len(calls), reason)
         if body.get("stream", True) is False:
-            return self._chat_whole(model, "".join(thinking), "".join(content), stats)
-        return await self._write_stream(request, self._chat_stream(model, thinking, content, stats))
+            return self._chat_whole(model, "".join(thinking), "".join(content), calls, stats)
+        stream = self._chat_stream(model, thinking, content, calls, stats)
+        return await self._write_stream(request, stream)
+
+    def _check_capabilities(self, model: FakeModel, body: dict[str, Any]) -> web.Response | None:
+        capabilities = model.capabilities or ()
+        think = body.get("think")
+        if think is not None and not isinstance(think, bool) and think not in _THINK_LEVELS:
+            return _error(
+                400,
+                f'invalid think value: {json.dumps(think)} (must be "high", "medium", '
+                '"low", "max", true, or false)',
+            )
+        if body.get("tools") and "tools" not in capabilities:
+            return _error(400, f"{model.full_name} does not support tools")
+        if think and "thinking" not in capabilities:
+            return _error(400, f'"{model.name}" does not support thinking')
+        return None
+
+    def _tool_calls(self, model: FakeModel, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """The calls the model makes: its scripted ones for tools it was offered, unless it was
+        just given a tool's result (then it answers in words)."""
+        messages = body.get("messages") or []
+        if not body.get("tools") or (messages and messages[-1].get("role") == "tool"):
+            return []
+        offered = {t.get("function", {}).get("name") for t in body["tools"]}
+        calls = []
+        for name, arguments in model.tool_calls:
+            if name not in offered:
+                continue
+            function: dict[str, Any] = {"name": name, "arguments": arguments}
+            call: dict[str, Any] = {"function": function}
+            if self.tool_call_ids:
+                function["index"] = len(calls)
+                call = {
+                    "id": "call_" + hashlib.sha256(f"{name}{len(calls)}".encode()).hexdigest()[:8],
+                    **call,
+                }
+            calls.append(call)
+        return calls
 
     def _reply(self, model: FakeModel, body: dict[str, Any]) -> tuple[list[str], list[str], str]:
         """Thinking pieces, content pieces and done_reason, with `num_predict` applied."""
@@ -310,6 +376,11 @@ class FakeOllama:
         wants_thinking = think if think is not None else "thinking" in (model.capabilities or ())
         thinking = re.findall(r"\s*\S+", model.thinking) if wants_thinking else []
         content = model.pieces()
+        form = None if self.ignore_format else body.get("format")
+        if form == "json":
+            content = split(json.dumps({"reply": model.reply}), 3)
+        elif isinstance(form, dict):
+            content = split(json.dumps(instance_of(form)), 3)
         limit = (body.get("options") or {}).get("num_predict")
         if isinstance(limit, int) and 0 <= limit < len(thinking) + len(content):
             thinking = thinking[:limit]
@@ -332,16 +403,28 @@ class FakeOllama:
         }
 
     def _chat_whole(
-        self, model: FakeModel, thinking: str, content: str, stats: dict[str, Any]
+        self,
+        model: FakeModel,
+        thinking: str,
+        content: str,
+        calls: list[dict[str, Any]],
+        stats: dict[str, Any],
     ) -> web.Response:
-        message = {"role": "assistant", "content": content}
+        message: dict[str, Any] = {"role": "assistant", "content": content}
         if thinking:
             message["thinking"] = thinking
+        if calls:
+            message["tool_calls"] = calls
         reply = {"model": model.name, "created_at": _now(), "message": message, **stats}
         return web.Response(body=go_json(reply), content_type="application/json")
 
     def _chat_stream(
-        self, model: FakeModel, thinking: list[str], content: list[str], stats: dict[str, Any]
+        self,
+        model: FakeModel,
+        thinking: list[str],
+        content: list[str],
+        calls: list[dict[str, Any]],
+        stats: dict[str, Any],
     ) -> _Stream:
         head = b'{"model":%s,"created_at":%s,"message":{"role":"assistant","content":' % (
             go_json(model.name),
@@ -354,6 +437,9 @@ class FakeOllama:
             *content, done_content = content
         lines = [think_head + go_json(piece) + tail for piece in thinking]
         lines += [head + go_json(piece) + tail for piece in content]
+        # Each tool call goes out as soon as the model finished it, in a line of its own.
+        calls_head = head + b'"","tool_calls":'
+        lines += [calls_head + go_json([call]) + tail for call in calls]
         last = head + go_json(done_content) + b"}," + go_json(stats)[1:] + b"\n"
         return _Stream(lines, last)
 

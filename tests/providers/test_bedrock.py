@@ -12,9 +12,7 @@ from typing import Any
 
 import aioboto3
 import pytest
-from aiobotocore.retries import bucket
 from botocore.eventstream import EventStreamBuffer
-from botocore.retries import standard
 
 from providers.base import (
     ChatEnd,
@@ -29,9 +27,11 @@ from providers.base import (
     Usage,
 )
 from providers.bedrock import BedrockProvider
+from providers.bedrock.backoff import ModelBackoff
 from providers.errors import (
     AuthError,
     InvalidRequest,
+    ModelAccessDenied,
     ModelNotFound,
     ProviderError,
     ProviderUnavailable,
@@ -44,6 +44,7 @@ from tests.fakes.eventstream import event_frame, exception_frame
 from tests.net import free_port
 
 PROFILE = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
+SONNET_37 = "us.anthropic.claude-3-7-sonnet-20250219-v1:0"
 HAIKU3 = "anthropic.claude-3-haiku-20240307-v1:0"
 TITAN_TEXT = "amazon.titan-text-express-v1"
 J2 = "ai21.j2-ultra-v1"
@@ -55,21 +56,6 @@ MakeProvider = Callable[..., BedrockProvider]
 
 
 pytestmark = pytest.mark.usefixtures("aws_env")  # every test signs as botocore would
-
-
-@pytest.fixture
-def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep botocore's retry *pacing* out of the test's runtime; the retries themselves still run.
-
-    botocore offers no knob for the backoff base, and adaptive mode's token bucket waits up to
-    2 s per throttled attempt; both are botocore's policy, not what these tests check.
-    """
-    monkeypatch.setattr(standard.ExponentialBackoff, "delay_amount", lambda self, ctx: 0.001)
-
-    async def acquire(self: bucket.AsyncTokenBucket, amount: int = 1, block: bool = True) -> bool:
-        return True
-
-    monkeypatch.setattr(bucket.AsyncTokenBucket, "acquire", acquire)
 
 
 @pytest.fixture
@@ -87,6 +73,7 @@ async def make_provider(fake: FakeBedrock) -> AsyncIterator[MakeProvider]:
             "region": "us-east-1",
             "endpoint_url": fake.url,
             "max_attempts": 1,
+            "retry_delay": 0,
         }
         made.append(BedrockProvider(**(kwargs | overrides)))
         return made[-1]
@@ -203,8 +190,9 @@ async def test_stop_reasons_and_usage_with_cache_tokens(
     end = end_of(await collect(provider, chat(stream=stream)))
     assert end.stop_reason == expected
     assert end.error is None
+    # Bedrock counts cached tokens apart; the prompt is all of them, as OpenAI counts it.
     assert end.usage == Usage(
-        input_tokens=30, output_tokens=9, cached_tokens=1000, cache_write_tokens=250
+        input_tokens=30 + 1000 + 250, output_tokens=9, cached_tokens=1000, cache_write_tokens=250
     )
     assert end.metrics == {"latencyMs": 321}
 
@@ -294,7 +282,8 @@ async def test_reasoning_content_becomes_reasoning_deltas(
 ) -> None:
     fake.reply = Reply(text="42.", reasoning="Six times seven is forty-two.")
     for stream in (True, False):
-        events = await collect(provider, chat(stream=stream))
+        options = ChatOptions(reasoning_effort="low")
+        events = await collect(provider, chat(SONNET_37, stream=stream, options=options))
         reasoning = [e for e in events if isinstance(e, ReasoningDelta)]
         assert "".join(r.text for r in reasoning) == fake.reply.reasoning
         assert events.index(reasoning[-1]) < next(
@@ -380,7 +369,8 @@ async def test_legacy_cohere_command_without_streaming_uses_invoke_model(
     assert end_of(events).stop_reason == "length"
     (call,) = fake.requests
     assert call.operation == "InvokeModel"
-    assert call.body == {"prompt": "User: Hi\n\nAssistant:", "stream": False}
+    # Bedrock's default for this body is 20 tokens: every body says how many it may have.
+    assert call.body == {"prompt": "User: Hi\n\nAssistant:", "max_tokens": 2048, "stream": False}
 
 
 async def test_native_usage_is_estimated_when_bedrock_reports_none(
@@ -409,6 +399,7 @@ async def test_list_models_with_capabilities_and_paged_inference_profiles(
         TITAN_TEXT,
         J2,
         COMMAND,  # LEGACY lifecycle is still usable
+        "cohere.command-r-v1:0",
         "meta.llama3-8b-instruct-v1:0",
         TITAN_EMBED,
         COHERE_EMBED,
@@ -417,9 +408,18 @@ async def test_list_models_with_capabilities_and_paged_inference_profiles(
         "us.amazon.nova-lite-v1:0",
         "us.meta.llama3-8b-instruct-v1:0",
     }
-    # Five profiles at two per page: every page was fetched, each with the previous token.
+    # Five profiles at two per page: every page was fetched, each with the previous token;
+    # then the account's own (application) profiles, which an unfiltered listing leaves out.
     pages = fake.calls("ListInferenceProfiles")
-    assert [p.query.get("nextToken") for p in pages] == [None, "2", "4"]
+    assert [(p.query.get("type"), p.query.get("nextToken")) for p in pages] == [
+        (None, None),
+        (None, "2"),
+        (None, "4"),
+        ("APPLICATION", None),
+    ]
+    assert (models[COMMAND].lifecycle, models[HAIKU3].lifecycle) == ("LEGACY", "ACTIVE")
+    assert models["cohere.command-r-v1:0"].capabilities.tools
+    assert not models[TITAN_TEXT].capabilities.tools
 
     assert models[HAIKU3].capabilities.vision
     assert models[HAIKU3].context_length == 200_000
@@ -480,7 +480,7 @@ async def test_http_errors_map_to_provider_errors(
 
 
 async def test_upstream_500_is_retried_then_raised_as_upstream_error(
-    fake: FakeBedrock, make_provider: MakeProvider, fast_retries: None
+    fake: FakeBedrock, make_provider: MakeProvider
 ) -> None:
     fake.fail_next(5)
     with pytest.raises(UpstreamError):
@@ -503,12 +503,17 @@ async def test_connection_refused_is_provider_unavailable_at_once(
     assert not health.ok and health.detail
 
 
-async def test_access_denied_is_auth_error_with_console_hint(
+async def test_access_denied_is_a_permanent_403_with_console_hint(
     fake: FakeBedrock, provider: BedrockProvider
 ) -> None:
     fake.denied_models.add(PROFILE)
-    with pytest.raises(AuthError, match="request model access in the Bedrock console"):
+    with pytest.raises(
+        ModelAccessDenied, match="request model access in the Bedrock console"
+    ) as info:
         await collect(provider, chat())
+    # Not a 5xx: SDKs would retry it, and it will not go away until an admin acts.
+    assert info.value.status == 403
+    assert len(fake.calls("ConverseStream")) == 1
 
 
 async def test_signature_errors_do_not_echo_credentials(
@@ -539,28 +544,87 @@ async def test_signature_errors_do_not_echo_credentials(
     assert not any("fake-token" in e or "AKIAIOSFODNN7EXAMPLE" in e for e in errors), errors
 
 
-async def test_throttled_twice_then_succeeds(
-    fake: FakeBedrock, make_provider: MakeProvider, fast_retries: None
-) -> None:
-    fake.throttle_next(2)
-    events = await collect(make_provider(max_attempts=3), chat())
-    assert text_of(events) == fake.reply.text
-    assert len(fake.calls("ConverseStream")) == 3
+class Clock:
+    """Time for the provider's throttle cool-down, moved by the test instead of slept."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
-@pytest.mark.parametrize(("header", "retry_after"), [("7", 7.0), (None, 5.0)])
-async def test_throttling_after_retries_is_rate_limited(
+@pytest.fixture
+def clock(provider: BedrockProvider) -> Clock:
+    clock = Clock()
+    provider.backoff = ModelBackoff(max_attempts=3, retry_delay=0, clock=clock)
+    return clock
+
+
+@pytest.mark.parametrize(("header", "retry_after"), [("7", 7.0), (None, 1.0)])
+async def test_a_throttled_call_is_not_retried_and_says_when_to_come_back(
     fake: FakeBedrock,
-    make_provider: MakeProvider,
-    fast_retries: None,
+    provider: BedrockProvider,
+    clock: Clock,
     header: str | None,
     retry_after: float,
 ) -> None:
     fake.throttle_next(3, retry_after=header)
     with pytest.raises(RateLimited) as info:
-        await collect(make_provider(max_attempts=3), chat())
+        await collect(provider, chat())
     assert info.value.retry_after == retry_after
-    assert len(fake.calls("ConverseStream")) == 3
+    # One upstream attempt: the caller's SDK retries after our 429, ours would stack on it.
+    assert len(fake.calls("ConverseStream")) == 1
+
+
+async def test_a_throttled_model_cools_down_alone(
+    fake: FakeBedrock, provider: BedrockProvider, clock: Clock
+) -> None:
+    fake.throttle_model(PROFILE)
+    with pytest.raises(RateLimited):
+        await collect(provider, chat(PROFILE))
+    # While it cools down, calls to it fail fast, without adding to the pressure upstream...
+    with pytest.raises(RateLimited) as info:
+        await collect(provider, chat(PROFILE))
+    assert 0 < (info.value.retry_after or 0) <= 1.0
+    assert len(fake.calls("ConverseStream")) == 1
+    # ...and every other model is served as if nothing happened.
+    assert text_of(await collect(provider, chat(HAIKU3))) == fake.reply.text
+    assert [c.model_id for c in fake.calls("ConverseStream")] == [PROFILE, HAIKU3]
+    clock.now += 1.0
+    assert text_of(await collect(provider, chat(PROFILE))) == fake.reply.text
+
+
+async def test_repeated_throttles_double_the_cool_down_until_a_success(
+    fake: FakeBedrock, provider: BedrockProvider, clock: Clock
+) -> None:
+    waits = []
+    for _ in range(3):
+        fake.throttle_model(PROFILE)
+        with pytest.raises(RateLimited) as info:
+            await collect(provider, chat())
+        waits.append(info.value.retry_after)
+        clock.now += info.value.retry_after or 0
+    assert waits == [1.0, 2.0, 4.0]
+    await collect(provider, chat())
+    fake.throttle_model(PROFILE)
+    with pytest.raises(RateLimited) as info:
+        await collect(provider, chat())
+    assert info.value.retry_after == 1.0
+
+
+async def test_a_throttle_mid_stream_cools_the_model_down(
+    fake: FakeBedrock, provider: BedrockProvider, clock: Clock
+) -> None:
+    fake.reply = Reply(text="abcdefghij", chunks=5)
+    fake.stream_exception = ("throttlingException", "Too many tokens, please wait.")
+    fake.exception_after_chunks = 2
+    end = end_of(await collect(provider, chat()))
+    assert end.stop_reason == "error"
+    fake.stream_exception = None
+    with pytest.raises(RateLimited):
+        await collect(provider, chat())
+    assert len(fake.calls("ConverseStream")) == 1
 
 
 @pytest.mark.parametrize(

@@ -416,7 +416,7 @@ async def test_list_models_reports_capabilities(provider: OllamaProvider, fake: 
     assert set(models) == {m.name for m in _models()}
     assert all(m.provider == "ollama" for m in models.values())
     llama = models[CHAT]
-    assert llama.capabilities == ModelCapabilities()
+    assert llama.capabilities == ModelCapabilities(tools=True)
     assert (llama.context_length, llama.size_bytes) == (131072, 1_321_098_329)
     assert llama.family == "llama"
     assert models[THINKER].capabilities.reasoning
