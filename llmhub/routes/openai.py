@@ -243,7 +243,7 @@ async def _whole_completion(
             elif isinstance(event, ReasoningDelta):
                 ttft = ttft or time.perf_counter()
                 reasoning.append(event.text)
-            else:
+            elif isinstance(event, ChatEnd):
                 end = event
     except LLMHubError as exc:
         await _record_failure(request, call, upstream_started, exc)
