@@ -493,10 +493,11 @@ async def test_connection_refused_is_provider_unavailable_at_once(
 ) -> None:
     # A connect timeout no test could wait out: a refusal is reported as one, never waited on.
     provider = make_provider(
-        endpoint_url=f"http://127.0.0.1:{free_port()}", max_attempts=1, connect_timeout=3600
+        endpoint_url=f"http://127.0.0.1:{free_port()}", max_attempts=2, connect_timeout=3600
     )
     with pytest.raises(ProviderUnavailable):
         await collect(provider, chat())
+    assert provider.attempts.retries == 1  # unreachable is transient: one more try, no more
     with pytest.raises(ProviderUnavailable):
         await provider.list_models()
     health = await provider.health()
@@ -669,9 +670,10 @@ async def test_read_timeout_before_the_response_is_upstream_error(
 ) -> None:
     fake.response_delay = 3600  # no answer within any test's lifetime
     with pytest.raises(UpstreamError, match="timed out") as info:
-        await collect(make_provider(read_timeout=0.3), chat(stream=False))
-    assert len(fake.calls("Converse")) == 1  # one attempt (max_attempts=1), not a retry loop
+        await collect(make_provider(read_timeout=0.3, max_attempts=3), chat(stream=False))
     assert info.value.code == "upstream_timeout"  # as the Ollama provider reports it
+    # A timeout already waited its full length: not retried.
+    assert len(fake.calls("Converse")) == 1
 
 
 async def test_read_timeout_mid_stream_ends_with_error_after_partial_text(
