@@ -24,6 +24,7 @@ from tests.deploy_support import (
     kustomize,
     overlays,
     required_bedrock_actions,
+    setting_keys,
     settings_from,
     without_conditions,
 )
@@ -248,3 +249,34 @@ def test_api_clients_pass_the_load_balancer_sign_in_with_their_keys(
     assert [a["Type"] for a in rule["Actions"]] == ["forward"]
     environment = _literal_environment(template)
     assert {"LLMHUB_AUTH__ALB__ARN", "LLMHUB_AUTH__ALB__CLIENT_ID"} <= set(environment)
+
+
+# -- the settings reference ------------------------------------------------------------------
+
+
+def _example_keys() -> set[str]:
+    """Keys config.example.toml shows (set or commented out), dotted by their section."""
+    keys, section = set(), ""
+    for line in (ROOT / "config.example.toml").read_text().splitlines():
+        if heading := re.fullmatch(r"#? ?\[\[?([a-z_.]+)\]\]?", line):
+            section = heading[1] + "."
+        elif key := re.match(r"#? ?([a-z_]+) = ", line):
+            keys.add(section + key[1])
+    return keys
+
+
+def _documented_keys() -> set[str]:
+    text = (ROOT / "docs" / "deployment.md").read_text()
+    table = text.split("\n## Every setting\n", 1)[1]
+    return {k.replace("[]", "") for k in re.findall(r"^\| `([a-z_.\[\]]+)` \|", table, re.M)}
+
+
+def test_the_example_config_and_the_deployment_guide_document_every_setting() -> None:
+    keys = setting_keys()
+    example = _example_keys()
+    assert not keys - example, f"missing from config.example.toml: {sorted(keys - example)}"
+    assert not example - keys, f"config.example.toml shows unknown keys: {sorted(example - keys)}"
+    documented = _documented_keys()
+    assert not keys - documented, f"missing from docs/deployment.md: {sorted(keys - documented)}"
+    stale = documented - keys
+    assert not stale, f"docs/deployment.md documents unknown keys: {sorted(stale)}"
